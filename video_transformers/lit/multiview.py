@@ -1,0 +1,88 @@
+"""Per-video aggregation of multi-view scores (e.g. 4 temporal clips x 3 spatial crops).
+
+Views are keyed by ``(video_index, view_index)``: views of one video may arrive in different batches or
+on different ranks, and a distributed sampler may pad a rank with repeated views; each view is counted
+once before its video's scores are combined.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Score = Literal["logits", "softmax"]
+Reduce = Literal["mean", "sum", "max"]
+AGGREGATIONS = [f"{s}_{r}" for s in ("logits", "softmax") for r in ("mean", "sum", "max")]
+_REDUCE = {"mean": "mean", "sum": "sum", "max": "amax"}
+
+
+def parse_rule(rule: str) -> tuple[Score, Reduce]:
+    if rule not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {rule!r}; expected one of {AGGREGATIONS}")
+    score, reduce = rule.split("_")
+    return score, reduce  # type: ignore[return-value]
+
+
+def aggregate_views(
+    logits: torch.Tensor,
+    video_index: torch.Tensor,
+    view_index: torch.Tensor,
+    labels: torch.Tensor,
+    rule: str = "softmax_mean",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Combine ``(V, C)`` per-view logits into per-video scores.
+
+    Returns ``(video_ids, scores (N, C), labels (N,), views_per_video (N,))`` for the ``N`` distinct
+    videos, sorted by id. ``rule`` is ``{logits,softmax}_{mean,sum,max}``.
+    """
+    score, reduce = parse_rule(rule)
+    # Count each (video, view) once: DDP samplers pad ranks by repeating items.
+    key = video_index.long() * (int(view_index.max()) + 1) + view_index.long()
+    _, first = _unique_first(key)
+    logits, video_index, labels = logits[first], video_index[first].long(), labels[first]
+    values = logits.float().softmax(-1) if score == "softmax" else logits.float()
+    ids, inverse = torch.unique(video_index, sorted=True, return_inverse=True)
+    out = values.new_zeros(len(ids), values.shape[1])
+    out.scatter_reduce_(0, inverse[:, None].expand_as(values), values, reduce=_REDUCE[reduce], include_self=False)
+    video_labels = labels.new_zeros(len(ids)).scatter_(0, inverse, labels)
+    counts = torch.bincount(inverse, minlength=len(ids))
+    return ids, out, video_labels, counts
+
+
+def _unique_first(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique values of ``key`` and the index of each one's first occurrence."""
+    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    first = torch.full((len(uniq),), len(key), dtype=torch.long, device=key.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(key), device=key.device), reduce="amin")
+    return uniq, first
+
+
+class ViewCollector:
+    """Accumulates per-view outputs of one evaluation epoch on this rank."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.logits: list[torch.Tensor] = []
+        self.video_index: list[torch.Tensor] = []
+        self.view_index: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def update(self, logits: torch.Tensor, batch: dict) -> None:
+        self.logits.append(logits.detach().float())
+        self.video_index.append(batch["video_index"].detach())
+        self.view_index.append(batch["view_index"].detach())
+        self.labels.append(batch["label"].detach())
+
+    def __len__(self) -> int:
+        return sum(len(x) for x in self.labels)
+
+    def cat(self) -> dict[str, torch.Tensor]:
+        return {
+            "logits": torch.cat(self.logits),
+            "video_index": torch.cat(self.video_index),
+            "view_index": torch.cat(self.view_index),
+            "labels": torch.cat(self.labels),
+        }
