@@ -7,6 +7,7 @@ Sizes are stated once, in ``data``: the class count and names, frames and crop s
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -36,9 +37,28 @@ def run_cli(args: list[str] | None = None) -> VideoTransformersCLI:
     )
 
 
+# Commands beyond the Trainer's: ``vt <name> ...`` runs ``<module>.main(argv) -> int``.
+EXTRA_COMMANDS = {
+    "info": "video_transformers.commands.info",
+    "data": "video_transformers.commands.data",
+    "sweep": "video_transformers.commands.sweep",
+    "explain": "video_transformers.commands.explain",
+    "export": "video_transformers.commands.export",
+}
+
+
 def main(args: list[str] | None = None) -> None:
     """Console entry point ``vt``."""
-    run_cli(sys.argv[1:] if args is None else args)
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] in EXTRA_COMMANDS:
+        try:
+            module = importlib.import_module(EXTRA_COMMANDS[argv[0]])
+        except ModuleNotFoundError as e:
+            if e.name != EXTRA_COMMANDS[argv[0]]:
+                raise
+            sys.exit(f"vt {argv[0]}: not available in this version")
+        sys.exit(module.main(argv[1:]))
+    run_cli(argv)
 
 
 if __name__ == "__main__":

@@ -70,19 +70,19 @@ def render(
     while np.abs(color - bg.mean((0, 1))).max() < 90:  # keep the object visible on its background
         color = rng.uniform(0, 255, 3)
     shape = rng.choice(["disc", "square"])
-    r = rng.uniform(4.0, 7.0)
+    r = rng.uniform(5.0, 8.0)
     cx, cy = rng.uniform(r + 2, S - r - 2, 2)
     alpha = np.ones((T, 1, 1), np.float32)
 
     if motion in ("move_right", "move_down"):
-        v = rng.uniform(0.45, 0.8)
+        v = rng.uniform(0.6, 1.0)
         travel = v * (T - 1)
         start = rng.uniform(r + 1, max(r + 1.5, S - r - 1 - travel))
         pos = start + v * t
         (cx, cy) = (pos, cy) if motion == "move_right" else (cx, pos)
     elif motion == "grow":
-        r0 = rng.uniform(2.5, 4.0)
-        r1 = r0 * rng.uniform(2.2, 3.0)
+        r0 = rng.uniform(3.0, 4.0)
+        r1 = r0 * rng.uniform(2.5, 3.5)
         r = r0 + (r1 - r0) * t / (T - 1)
         cx, cy = rng.uniform(r1 + 1, S - r1 - 1, 2) if S > 2 * r1 + 2 else (S / 2, S / 2)
     elif motion == "appear":
@@ -91,7 +91,7 @@ def render(
         period = rng.integers(4, 9)
         alpha = (((t.astype(int) + rng.integers(period)) // (period // 2)) % 2).astype(np.float32)
     if motion == "rotate_clockwise":
-        omega = rng.uniform(0.08, 0.16)  # rad per frame: < pi/2 between sampled frames
+        omega = rng.uniform(0.06, 0.12)  # rad per frame: well under pi/2 between sampled frames
         theta = rng.uniform(0, np.pi) + omega * t  # image y points down, so +theta turns clockwise
         half_len, half_w = rng.uniform(8, 13), rng.uniform(1.5, 3.0)
         cx, cy = rng.uniform(half_len + 1, S - half_len - 1, 2)

@@ -1,0 +1,1 @@
+"""`vt` commands beyond the Trainer subcommands (each module has ``main(argv) -> int``)."""
