@@ -1,0 +1,24 @@
+"""Pretrained weights: image-model initialisation and official video checkpoints.
+
+Importing this package registers every checkpoint format that :func:`from_pretrained` reads.
+"""
+
+from video_transformers.pretrained.common import (
+    PretrainedError,
+    from_pretrained,
+    image_state_dict,
+    list_formats,
+    load_checked,
+    load_state_dict_file,
+    register_format,
+)
+
+__all__ = [
+    "PretrainedError",
+    "from_pretrained",
+    "image_state_dict",
+    "list_formats",
+    "load_checked",
+    "load_state_dict_file",
+    "register_format",
+]
