@@ -1,0 +1,409 @@
+"""TimeSformer (Bertasius, Wang & Torresani, "Is Space-Time Attention All You Need for Video
+Understanding?", ICML 2021).
+
+A ViT-B/16 over ``T`` uniformly sampled frames (each frame embedded by the same 2D patch projection, eq. 1),
+a CLS token, a learned spatial position embedding ``pos_embed`` (1, 1+N, D) and a learned temporal one
+``time_embed`` (1, T, D) added to the patch tokens only (as the official code). Five self-attention schemes
+(section 3, Fig. 1 and 2, Table 1), each a block class picked once in ``__init__``:
+
+* ``space_only`` (S): frames are independent images with their own CLS; the per-frame tokens are averaged
+  over frames before the final LayerNorm (official ``attention_type='space_only'``).
+* ``joint_space_time`` (ST): one attention over all ``T*N`` patches plus the CLS token.
+* ``divided_space_time`` (T+S, eqs. 7-8): temporal attention among patches at the same spatial position
+  (CLS excluded), a zero-initialised ``temporal_fc``, then spatial attention within each frame with the
+  CLS token replicated per frame and its outputs averaged over frames.
+* ``local_global`` (L+G): see :class:`LocalGlobalBlock`.
+* ``axial`` (T+W+H): see :class:`AxialBlock`.
+
+Tokens are ordered ``(t h w)`` here; the official code orders them ``(h w t)``. Every operation is either
+per-token or attention inside groups that both orders agree on, so outputs are identical (the checkpoint
+converter in :mod:`video_transformers.pretrained.timesformer` only renames keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange, reduce, repeat
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from video_transformers.layers import (
+    Attention,
+    Block,
+    DropPath,
+    Mlp,
+    PatchEmbed3d,
+    drop_path_rates,
+    prepend,
+    split_prefix,
+)
+from video_transformers.models.base import VideoTransformer, init_weights
+from video_transformers.models.registry import register_model
+
+Grid = tuple[int, int, int]  # (t, h, w) tokens per axis
+
+# Official TimeSformer checkpoints were trained on pixels normalised with these (slowfast's defaults).
+TIMESFORMER_MEAN = (0.45, 0.45, 0.45)
+TIMESFORMER_STD = (0.225, 0.225, 0.225)
+
+
+def _flip(pattern: str) -> str:
+    lhs, rhs = pattern.split("->")
+    return f"{rhs.strip()} -> {lhs.strip()}"
+
+
+def attend_patches(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, fold: str, **sizes: int
+) -> torch.Tensor:
+    """Apply ``fn`` (norm -> attention) within groups of patch tokens and return to ``(B, T*N, D)``.
+
+    ``fold`` moves the axes that do not interact into the batch, e.g. ``"b (t h w) d -> (b h w) t d"``
+    for temporal attention (eq. 7); the inverse pattern unfolds the result.
+    """
+    return rearrange(fn(rearrange(x, fold, **sizes)), _flip(fold), **sizes)
+
+
+def attend_patches_with_cls(
+    fn: Callable[[torch.Tensor], torch.Tensor], cls: torch.Tensor, x: torch.Tensor, fold: str, **sizes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`attend_patches`, with the CLS token ``(B, 1, D)`` replicated into every group and its
+    outputs averaged back over the groups (the official divided space-time block's CLS handling).
+
+    ``fold`` must put the batch first in the group axis (``"... -> (b g...) n d"``). Returns the CLS output
+    ``(B, 1, D)`` and the patch outputs ``(B, T*N, D)``.
+    """
+    y = rearrange(x, fold, **sizes)  # (b g) n d
+    groups = y.shape[0] // cls.shape[0]
+    y = fn(torch.cat([repeat(cls, "b 1 d -> (b g) 1 d", g=groups), y], dim=1))
+    cls_out, y = split_prefix(y, 1)
+    return reduce(cls_out, "(b g) 1 d -> b 1 d", "mean", g=groups), rearrange(y, _flip(fold), **sizes)
+
+
+class JointSpaceTimeBlock(Block):
+    """A ViT block over every token it is given (eq. 5 with ``A`` = all tokens): joint space-time attention
+    on ``(B, 1+T*N, D)``, or space-only attention when the model folds frames into the batch."""
+
+    def forward(self, x: torch.Tensor, grid: Grid | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class _FactorisedBlock(nn.Module):
+    """``norm1``/``attn`` (the image ViT's, run last, with the CLS token), ``norm2``/``mlp`` and drop path.
+
+    Subclasses add patch-only attention steps before it, each ``<name>_norm1 -> <name>_attn -> <name>_fc``
+    with ``<name>_fc`` zero-initialised so every new step starts as the identity (and an image ViT's
+    weights give the image model at step 0, section 4 "we initialise with ImageNet weights").
+
+    Drop path is applied inside the folded batches, as in the official block (one mask per group of
+    tokens, e.g. per spatial position for temporal attention, not per clip).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self._attn_kw = dict(qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.dim, self.num_heads, self.norm_eps = dim, num_heads, norm_eps
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, **self._attn_kw)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+
+    def _add_step(self, name: str) -> None:
+        setattr(self, f"{name}_norm1", nn.LayerNorm(self.dim, eps=self.norm_eps))
+        setattr(self, f"{name}_attn", Attention(self.dim, self.num_heads, **self._attn_kw))
+        setattr(self, f"{name}_fc", nn.Linear(self.dim, self.dim))
+
+    def zero_init_steps(self) -> None:
+        """Zero every ``*_fc`` so the added steps are identities (official TimeSformer init)."""
+        for name, m in self.named_children():
+            if name.endswith("_fc"):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _step(self, name: str, x: torch.Tensor, fold: str, **sizes: int) -> torch.Tensor:
+        """Residual patch-only step: ``x + <name>_fc(drop_path(<name>_attn(<name>_norm1(x))))`` in groups."""
+        norm, attn, fc = (getattr(self, f"{name}_{part}") for part in ("norm1", "attn", "fc"))
+        return x + fc(attend_patches(lambda y: self.drop_path(attn(norm(y))), x, fold, **sizes))
+
+    def _last(self, cls: torch.Tensor, x: torch.Tensor, fold: str, **sizes: int) -> torch.Tensor:
+        """The CLS-including step with the image weights, then the MLP; returns ``(B, 1+T*N, D)``."""
+        res_cls, res = attend_patches_with_cls(
+            lambda y: self.drop_path(self.attn(self.norm1(y))), cls, x, fold, **sizes
+        )
+        x = torch.cat([cls, x], dim=1) + torch.cat([res_cls, res], dim=1)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class DividedSpaceTimeBlock(_FactorisedBlock):
+    """Divided space-time attention (T+S, eqs. 7-8, Fig. 2), exactly the official block: temporal attention
+    over the ``T`` patches at each spatial position, zero-initialised ``temporal_fc``, residual; spatial
+    attention within each frame with the CLS token replicated per frame and averaged back; MLP."""
+
+    def __init__(self, dim: int, num_heads: int, **kwargs) -> None:  # noqa: ANN003 (see _FactorisedBlock)
+        super().__init__(dim, num_heads, **kwargs)
+        self._add_step("temporal")
+
+    def temporal(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Eq. 7 on patch tokens ``(B, T*N, D)``: each spatial position attends over time only."""
+        t, h, w = grid
+        return self._step("temporal", x, "b (t h w) d -> (b h w) t d", t=t, h=h, w=w)
+
+    def forward(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        t, h, w = grid
+        cls, x = split_prefix(x, 1)
+        x = self.temporal(x, grid)
+        return self._last(cls, x, "b (t h w) d -> (b t) (h w) d", t=t, h=h, w=w)  # eq. 8: spatial, per frame
+
+
+class AxialBlock(_FactorisedBlock):
+    """Axial attention (T+W+H, Fig. 1, Table 1; Ho et al. 2019): attention along time, then along width,
+    then along height, each with its own parameters (``temporal_*``, ``width_*``, then the image ViT's
+    ``norm1``/``attn`` for height), then the MLP. About 156M parameters at ViT-B (Table 1: 156.3M).
+
+    The paper gives no code for this scheme; our reading follows the divided block: the time and width
+    steps see patch tokens only and end in a zero-initialised ``*_fc``; the height step includes the CLS
+    token replicated into every ``(t, w)`` column, its outputs averaged back.
+    """
+
+    def __init__(self, dim: int, num_heads: int, **kwargs) -> None:  # noqa: ANN003 (see _FactorisedBlock)
+        super().__init__(dim, num_heads, **kwargs)
+        self._add_step("temporal")
+        self._add_step("width")
+
+    def temporal(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        t, h, w = grid
+        return self._step("temporal", x, "b (t h w) d -> (b h w) t d", t=t, h=h, w=w)
+
+    def width(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        t, h, w = grid
+        return self._step("width", x, "b (t h w) d -> (b t h) w d", t=t, h=h, w=w)
+
+    def height(self, cls: torch.Tensor, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Height attention (with CLS) and the MLP; returns ``(B, 1+T*N, D)``."""
+        t, h, w = grid
+        return self._last(cls, x, "b (t h w) d -> (b t w) h d", t=t, h=h, w=w)
+
+    def forward(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        cls, x = split_prefix(x, 1)
+        return self.height(cls, self.width(self.temporal(x, grid), grid), grid)
+
+
+class LocalGlobalBlock(_FactorisedBlock):
+    """Sparse local-global attention (L+G, section 3 and appendix; Table 1: 121.4M parameters).
+
+    The paper: "first computes a local attention by considering the neighboring F x H/2 x W/2 patches and
+    then calculates a sparse global attention over the entire clip using a stride of 2 patches along the
+    temporal dimension and also the two spatial dimensions" (after Child et al. 2019). The official code
+    does not implement it. Our reading:
+
+    * local step (``local_norm1``/``local_attn``/zero-initialised ``local_fc``, patch tokens only): the
+      ``h x w`` grid is cut into 2 x 2 non-overlapping quadrants; a patch attends to every patch of its own
+      quadrant in all ``F = T`` frames, i.e. an ``F x H/2 x W/2`` neighbourhood;
+    * global step (the image ViT's ``norm1``/``attn``, with the CLS token replicated into every group and
+      averaged back): patches are grouped by their ``(t, h, w)`` coordinates modulo 2, so each group spans
+      the whole clip with stride 2 along all three axes (8 groups of ``T*N/8`` patches).
+
+    Two steps connect every pair of patches (local hop into the right parity class, then global hop), at
+    ``O(T*N * (T*N/4 + T*N/8))`` attention cost instead of ``O((T*N)^2)``. Needs even ``T``, ``h`` and ``w``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, **kwargs) -> None:  # noqa: ANN003 (see _FactorisedBlock)
+        super().__init__(dim, num_heads, **kwargs)
+        self._add_step("local")
+
+    def local(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Attention within each ``T x h/2 x w/2`` quadrant neighbourhood, on patch tokens ``(B, T*N, D)``."""
+        t, h, w = grid
+        fold = "b (t qh h qw w) d -> (b qh qw) (t h w) d"
+        return self._step("local", x, fold, t=t, qh=2, h=h // 2, qw=2, w=w // 2)
+
+    def glob(self, cls: torch.Tensor, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Stride-2 sparse global attention (with CLS) and the MLP; returns ``(B, 1+T*N, D)``."""
+        t, h, w = grid
+        fold = "b (t st h sh w sw) d -> (b st sh sw) (t h w) d"
+        return self._last(cls, x, fold, t=t // 2, st=2, h=h // 2, sh=2, w=w // 2, sw=2)
+
+    def forward(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        cls, x = split_prefix(x, 1)
+        return self.glob(cls, self.local(x, grid), grid)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How an attention scheme lays out tokens: its block and whether frames are separate images."""
+
+    block: type[nn.Module]
+    frames_as_images: bool = False  # space-only: (b t) batches, a CLS per frame, no time_embed
+
+
+SCHEMES: dict[str, Scheme] = {
+    "space_only": Scheme(JointSpaceTimeBlock, frames_as_images=True),
+    "joint_space_time": Scheme(JointSpaceTimeBlock),
+    "divided_space_time": Scheme(DividedSpaceTimeBlock),
+    "local_global": Scheme(LocalGlobalBlock),
+    "axial": Scheme(AxialBlock),
+}
+
+
+class TimeSformer(VideoTransformer):
+    """TimeSformer on ``(B, C, T, H, W)`` video -> ``(B, num_classes)`` logits (section 3, eqs. 1-9).
+
+    ``attention_type`` is one of :data:`SCHEMES` (official names for S, ST and T+S). Defaults are the
+    paper's TimeSformer: ViT-B/16, 8 frames at 224 px, divided space-time, drop path 0.1.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 400,
+        img_size: int = 224,
+        num_frames: int = 8,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        attention_type: str = "divided_space_time",
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        head_drop_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if attention_type not in SCHEMES:
+            raise ValueError(f"unknown attention_type {attention_type!r}; expected one of {sorted(SCHEMES)}")
+        scheme = SCHEMES[attention_type]
+        self.attention_type = attention_type
+        self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
+        self.mean, self.std = TIMESFORMER_MEAN, TIMESFORMER_STD
+        self.patch_embed = PatchEmbed3d(
+            img_size=img_size, num_frames=num_frames, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim
+        )
+        t, h, w = self.patch_embed.grid_size
+        if scheme.block is LocalGlobalBlock and (t % 2 or h % 2 or w % 2):
+            raise ValueError(f"local_global attention needs an even token grid (t, h, w); got {(t, h, w)}")
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + h * w, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+        # Space-only has no temporal embedding (official checkpoints lack the key), frames stay independent.
+        self.time_embed = None if scheme.frames_as_images else nn.Parameter(torch.zeros(1, t, embed_dim))
+        self.time_drop = nn.Dropout(drop_rate)
+        # Token layouts, chosen here so forward never branches on the scheme.
+        self._fold = "b t n d -> (b t) n d" if scheme.frames_as_images else "b t n d -> b (t n) d"
+        self._merge = "(b t) n d -> b n d" if scheme.frames_as_images else "b n d -> b n d"
+        self._grid: Grid = (1, h, w) if scheme.frames_as_images else (t, h, w)
+        self.blocks = nn.ModuleList(
+            scheme.block(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                drop=drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=p,
+                norm_eps=norm_eps,
+            )
+            for p in drop_path_rates(drop_path_rate, depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.grad_checkpointing = False
+        self._init_head(num_classes, head_drop_rate)
+        init_weights(self)
+        for p in (self.cls_token, self.pos_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+        for blk in self.blocks:
+            if isinstance(blk, _FactorisedBlock):
+                blk.zero_init_steps()  # zero-init: new temporal/local/width branches start as identity
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patches + ``pos_embed`` (+ ``time_embed`` on patches only), CLS prepended, in the blocks' layout:
+        ``(B, 1+T*N, D)``, or ``(B*T, 1+N, D)`` for space-only."""
+        x = self.patch_embed(x)  # b t n d
+        x = self.pos_drop(x + self.pos_embed[:, None, 1:])
+        if self.time_embed is not None:
+            x = self.time_drop(x + rearrange(self.time_embed, "1 t d -> 1 t 1 d"))
+        x = rearrange(x, self._fold)
+        return prepend(self.pos_drop(self.cls_token + self.pos_embed[:, :1]), x)
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens after the last block, in the blocks' layout (per frame for space-only), before the frame
+        averaging and the final LayerNorm."""
+        x = self.embed(x)
+        for blk in self.blocks:
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(blk, x, self._grid, use_reentrant=False)
+            else:
+                x = blk(x, self._grid)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> normalised tokens ``(B, 1+T*N, D)`` (space-only: ``(B, 1+N, D)``, the
+        per-frame tokens averaged over frames, as the official model)."""
+        b = x.shape[0]
+        x = self.forward_tokens(x)
+        return self.norm(reduce(x, self._merge, "mean", b=b))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]
+
+
+# -- registry ------------------------------------------------------------------------------------------
+_BASE = dict(img_size=224, num_frames=8, patch_size=16, embed_dim=768, depth=12, num_heads=12)
+_TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
+_SOURCE = "Bertasius et al. 2021"
+
+# Table 1 (K400, 8x224): parameters per scheme. Table 3: TimeSformer 0.59 TFLOPs for 3 views (1 clip x 3 crops),
+# TimeSformer-HR 5.11, TimeSformer-L 7.14; per view = / 3 (GFLOPs = multiply-adds, fvcore).
+for _suffix, _attention, _params in (
+    ("space_only", "space_only", 85.9),
+    ("joint", "joint_space_time", 85.9),
+    ("divided", "divided_space_time", 121.4),
+    ("local_global", "local_global", 121.4),
+    ("axial", "axial", 156.3),
+):
+    _paper = dict(params_m=_params, source=f"{_SOURCE}, Table 1")
+    if _attention == "divided_space_time":
+        _paper = dict(params_m=_params, gflops=590.0 / 3, views=3, source=f"{_SOURCE}, Tables 1 and 3")
+    register_model(
+        f"timesformer_base_{_suffix}_8x224",
+        TimeSformer,
+        tiny=_TINY,
+        paper=_paper,
+        attention_type=_attention,
+        **_BASE,
+    )
+
+register_model(
+    "timesformer_hr_divided_16x448",
+    TimeSformer,
+    tiny=dict(_TINY, img_size=64),
+    paper=dict(params_m=121.4, gflops=5110.0 / 3, views=3, source=f"{_SOURCE}, Table 3 (TimeSformer-HR)"),
+    attention_type="divided_space_time",
+    **dict(_BASE, img_size=448, num_frames=16),
+)
+register_model(
+    "timesformer_large_divided_96x224",
+    TimeSformer,
+    tiny=dict(_TINY, num_frames=8),
+    paper=dict(params_m=121.4, gflops=7140.0 / 3, views=3, source=f"{_SOURCE}, Table 3 (TimeSformer-L)"),
+    attention_type="divided_space_time",
+    **dict(_BASE, num_frames=96),
+)
