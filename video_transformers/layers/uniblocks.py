@@ -1,0 +1,211 @@
+"""UniFormerV2's blocks (Li et al., "UniFormerV2: Unlocking the Potential of Image ViTs for Video
+Understanding", ICCV 2023, section 3 / Fig. 3), on the shared :class:`Attention` and :class:`Block`.
+
+* :class:`LocalMHRA` - the local UniBlock's temporal relation aggregator (LT-MHRA, eq. 4): BatchNorm3d,
+  1x1x1 down-projection, depthwise ``k x 1 x 1`` temporal convolution, 1x1x1 up-projection (zero-initialised).
+* :class:`LocalUniBlock` - a CLIP ViT block with LT-MHRA as a residual on the patch tokens before the
+  MHSA and (``double``) before the FFN (eqs. 2-3; the official ``ResidualAttentionBlock``).
+* :class:`GlobalUniBlock` - dynamic position encoding (depthwise 3x3x3 conv, eq. 5) on the stage's tokens,
+  then cross-attention of one learnable query to all of them and an FFN (eqs. 6-8; the official
+  ``Extractor``), with zero-initialised output projections.
+* :class:`StridedPatchEmbed3d` - the 3D-conv tokenizer, optionally down-sampling time (kernel 3, stride 2).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from video_transformers.layers.attention import Attention
+from video_transformers.layers.block import Block
+from video_transformers.layers.mlp import DropPath, Mlp
+from video_transformers.layers.tokens import split_prefix
+
+
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: the activation OpenAI's CLIP was trained with (and UniFormerV2 keeps)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class StridedPatchEmbed3d(nn.Module):
+    """``(B, C, T, H, W)`` -> ``(B, t, h*w, D)`` with one ``Conv3d`` (the official ``conv1``, no bias).
+
+    Kernel ``(k, p, p)``, stride ``(s, p, p)``, temporal padding ``k // 2``: ``k = s = 1`` embeds every frame
+    with the image kernel; ``k = 3, s = 2`` is UniFormerV2's temporal down-sampling (``t = T / 2``).
+    """
+
+    def __init__(
+        self,
+        *,
+        img_size: int = 224,
+        patch_size: int = 16,
+        temporal_kernel: int = 1,
+        temporal_stride: int = 1,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+    ) -> None:
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
+        self.temporal_kernel, self.temporal_stride = temporal_kernel, temporal_stride
+        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv3d(
+            in_chans,
+            embed_dim,
+            kernel_size=(temporal_kernel, patch_size, patch_size),
+            stride=(temporal_stride, patch_size, patch_size),
+            padding=(temporal_kernel // 2, 0, 0),
+            bias=False,
+        )
+
+    def num_tokens_t(self, num_frames: int) -> int:
+        k, s = self.temporal_kernel, self.temporal_stride
+        return (num_frames + 2 * (k // 2) - k) // s + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, size, s = self.in_chans, self.img_size, self.temporal_stride
+        if x.ndim != 5 or x.shape[1] != c or x.shape[3:] != (size, size) or x.shape[2] % s:
+            raise ValueError(
+                f"expected video (B, {c}, T, {size}, {size}) with T a multiple of {s}; got {tuple(x.shape)}"
+            )
+        return rearrange(self.proj(x), "b d t h w -> b t (h w) d")
+
+
+class LocalMHRA(nn.Module):
+    """LT-MHRA (UniFormerV2 eq. 4): a depthwise temporal convolution between 1x1x1 projections.
+
+    Acts on patch tokens ``((B t), h*w, D)`` and returns the branch output (no residual) in the same
+    layout. Each spatial position mixes only with itself at neighbouring times (kernel ``k x 1 x 1``); the
+    up-projection is zero-initialised, so the branch starts at zero and the block starts as the image block.
+    Sub-module names (``pos_embed.0..3``) are the official ones.
+    """
+
+    def __init__(self, dim: int, *, reduction: float = 1.5, kernel_size: int = 3) -> None:
+        super().__init__()
+        inner = int(dim // reduction)
+        self.pos_embed = nn.Sequential(
+            nn.BatchNorm3d(dim),
+            nn.Conv3d(dim, inner, kernel_size=1),
+            nn.Conv3d(inner, inner, kernel_size=(kernel_size, 1, 1), padding=(kernel_size // 2, 0, 0), groups=inner),
+            nn.Conv3d(inner, dim, kernel_size=1),
+        )
+        # zero-init: the local branch starts as identity (official Local_MHRA)
+        nn.init.zeros_(self.pos_embed[3].weight)
+        nn.init.zeros_(self.pos_embed[3].bias)
+
+    def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
+        h, w = grid_size
+        x = rearrange(x, "(b t) (h w) d -> b d t h w", t=num_frames, h=h, w=w)
+        x = self.pos_embed(x)
+        return rearrange(x, "b d t h w -> (b t) (h w) d")
+
+
+class LocalUniBlock(Block):
+    """A CLIP ViT block (:class:`Block`, timm names) with LT-MHRA residuals on the patch tokens.
+
+    ``x_p += LMHRA1(x_p)`` before the MHSA and, with ``double=True``, ``x_p += LMHRA2(x_p)`` before the
+    FFN (UniFormerV2 eqs. 2-3, Fig. 3 "Local UniBlock"); the CLS token (first token) bypasses them.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        double: bool = True,
+        reduction: float = 1.5,
+        kernel_size: int = 3,
+        drop_path: float = 0.0,
+        **block_kwargs,
+    ) -> None:
+        super().__init__(dim, num_heads, drop_path=drop_path, **block_kwargs)
+        self.lmhra1 = LocalMHRA(dim, reduction=reduction, kernel_size=kernel_size)
+        self.lmhra2 = LocalMHRA(dim, reduction=reduction, kernel_size=kernel_size) if double else None
+
+    def local(self, x: torch.Tensor, lmhra: LocalMHRA, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
+        """``x_p + drop_path(lmhra(x_p))`` on the patch tokens of ``((B t), 1 + h*w, D)``; CLS unchanged."""
+        cls, patches = split_prefix(x, 1)
+        patches = patches + self.drop_path1(lmhra(patches, num_frames, grid_size))
+        return torch.cat([cls, patches], dim=1)
+
+    def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
+        x = self.local(x, self.lmhra1, num_frames, grid_size)
+        x = x + self.drop_path1(self.attn(self.norm1(x)))
+        if self.lmhra2 is not None:
+            x = self.local(x, self.lmhra2, num_frames, grid_size)
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+class ImageBlock(Block):
+    """The unmodified CLIP ViT block with the video-block call signature (K400 recipes: no local MHRA)."""
+
+    def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
+        return super().forward(x)
+
+
+class GlobalUniBlock(nn.Module):
+    """Global UniBlock (UniFormerV2 eqs. 5-8): DPE, then one query cross-attends to a stage's tokens.
+
+    ``tokens`` is ``((B t), 1 + h*w, D)`` (per-frame CLS first). The depthwise 3x3x3 DPE is added to a copy
+    of the patch tokens; keys/values are all ``t * (1 + h*w)`` tokens of the clip; the query ``(B, 1, D)``
+    is updated by ``q + attn(norm1(q), norm_ctx(kv))`` then ``q + mlp(norm2(q))`` (the official ``Extractor``:
+    ``ln_1``, ``ln_3``, ``ln_2``). The attention and FFN output projections are zero-initialised, so at
+    init the block returns its query unchanged.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        mlp_drop: float = 0.5,
+        drop_path: float = 0.0,
+        act_layer: type[nn.Module] = QuickGELU,
+        norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.dpe = nn.Conv3d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm_ctx = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer)
+        self.mlp.drop1.p = mlp_drop  # official Extractor: dropout only between the activation and c_proj
+        self.drop_path = DropPath(drop_path)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The official Extractor's initialisation: xavier q/k/v and fc1, zero output projections."""
+        nn.init.zeros_(self.dpe.bias)
+        nn.init.xavier_uniform_(self.attn.qkv.weight)
+        nn.init.zeros_(self.attn.qkv.bias)
+        nn.init.xavier_uniform_(self.mlp.fc1.weight)
+        # zero-init: the query leaves the block unchanged at step 0
+        for layer in (self.attn.proj, self.mlp.fc2):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def context(self, tokens: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
+        """``((B t), 1 + h*w, D)`` -> keys/values ``(B, t * (1 + h*w), D)`` with DPE on the patch tokens."""
+        h, w = grid_size
+        cls, patches = split_prefix(tokens, 1)
+        pos = rearrange(patches, "(b t) (h w) d -> b d t h w", t=num_frames, h=h, w=w)
+        pos = rearrange(self.dpe(pos), "b d t h w -> (b t) (h w) d")
+        ctx = torch.cat([cls, patches + pos], dim=1)
+        return rearrange(ctx, "(b t) m d -> b (t m) d", t=num_frames)
+
+    def forward(
+        self, query: torch.Tensor, tokens: torch.Tensor, num_frames: int, grid_size: tuple[int, int]
+    ) -> torch.Tensor:
+        ctx = self.context(tokens, num_frames, grid_size)
+        query = query + self.drop_path(self.attn(self.norm1(query), self.norm_ctx(ctx)))
+        return query + self.drop_path(self.mlp(self.norm2(query)))
+
+
+__all__ = ["GlobalUniBlock", "ImageBlock", "LocalMHRA", "LocalUniBlock", "QuickGELU", "StridedPatchEmbed3d"]

@@ -1,0 +1,242 @@
+"""UniFormerV2 (Li et al., "UniFormerV2: Unlocking the Potential of Image ViTs for Video Understanding",
+ICCV 2023; arXiv 2211.09552), on a CLIP ViT (B/16, L/14, L/14@336).
+
+Pipeline (section 3, Fig. 3), with the official code (OpenGVLab/UniFormerV2,
+``slowfast/models/uniformerv2_model.py``) as the reference for every detail the paper leaves open:
+
+1. 3D-conv tokenizer (no bias), optionally down-sampling time (kernel 3, stride 2); a CLS token per frame,
+   the image ViT's 2D position embedding and ``ln_pre`` (``norm_pre``).
+2. ``depth`` CLIP blocks (QuickGELU, LayerNorm eps 1e-5) run on each frame's tokens; with ``local_mhra``
+   they are local UniBlocks (LT-MHRA before the MHSA, and before the FFN for ``"double"``, eqs. 2-4).
+3. After each block in ``global_layers`` a global UniBlock (DPE + one-query cross-attention + FFN,
+   eqs. 5-8) updates a single learnable query, passed sequentially from stage to stage (multi-stage fusion,
+   "sequential" in section 3.2 / Table 9).
+4. Output: ``fc_norm((1 - sigmoid(balance)) * query + sigmoid(balance) * mean_t CLS_t)`` -> dropout -> linear
+   (the official ``proj = [LayerNorm, Dropout, Linear]``; ``balance`` starts at 0, so the mix is 1/2-1/2).
+
+Initial output (zero-initialised query, global output projections and LT-MHRA up-projections, as in the
+official code): the query stays at 0 through every global block and the local branches are identity, so
+pre-logits = ``fc_norm(0.5 * mean_t CLS_t)``, with ``CLS_t`` the image ViT's last-block CLS token of frame
+``t`` (before CLIP's ``ln_post``, which UniFormerV2 does not use).
+
+Recipes: Kinetics runs without local MHRA and without temporal down-sampling (official and mmaction2 K400
+configs: ``no_lmhra=True, temporal_downsample=False, return_list`` = the last 4 layers); Something-Something
+adds ``local_mhra="double"`` and ``temporal_downsample=True`` (README: "for temporal-related datasets we adopt
+all the designs").
+
+Parameter names follow timm's ViT (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``norm_pre``,
+``blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}``) so CLIP weights from timm load by name;
+the UniFormerV2 parts keep the official names where they exist (``lmhra1/2.pos_embed.*``,
+``temporal_cls_token``, ``balance``). :mod:`video_transformers.pretrained.uniformerv2` maps the official
+checkpoint names onto these.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from video_transformers.layers import drop_path_rates, prepend
+from video_transformers.layers.mlp import ACTIVATIONS
+from video_transformers.layers.uniblocks import (
+    GlobalUniBlock,
+    ImageBlock,
+    LocalUniBlock,
+    QuickGELU,
+    StridedPatchEmbed3d,
+)
+from video_transformers.models.base import VideoTransformer, init_weights
+from video_transformers.models.registry import register_model
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's normalisation, pixels in [0, 1]
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+UNIFORMERV2_MEAN = (0.45, 0.45, 0.45)  # released UniFormerV2 checkpoints: 114.75 / 255 (mmaction2 configs)
+UNIFORMERV2_STD = (0.225, 0.225, 0.225)  # 57.375 / 255
+
+LocalMode = Literal["none", "single", "double"]
+
+
+class UniFormerV2(VideoTransformer):
+    """UniFormerV2 on a CLIP ViT: ``(B, C, T, H, W)`` -> ``(B, num_classes)``.
+
+    Args:
+        temporal_downsample: tokenizer kernel 3 / stride 2 in time (``t = T / 2``), else kernel 1.
+        local_mhra: ``"none"`` (image blocks), ``"single"`` (LT-MHRA before MHSA) or ``"double"`` (also
+            before the FFN; the official default when local MHRA is on).
+        local_reduction: LT-MHRA width ``int(D // local_reduction)`` (official ``dw_reduction`` 1.5).
+        global_layers: indices of the blocks followed by a global UniBlock (official ``return_list``);
+            ``None`` = the last ``min(4, depth)`` blocks, as every released model.
+        global_mlp_drop: dropout inside the global blocks' FFN (official ``mlp_dropout``, 0.5).
+        drop_path_rate / global_drop_path_rate: stochastic depth of the backbone / the global blocks
+            (official ``backbone_drop_path_rate`` / ``drop_path_rate``), rising linearly.
+        head_drop_rate: dropout before the classifier (official ``cls_dropout``, 0.5).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 400,
+        img_size: int = 224,
+        num_frames: int = 8,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        temporal_downsample: bool = False,
+        local_mhra: LocalMode = "none",
+        local_reduction: float = 1.5,
+        local_kernel: int = 3,
+        global_layers: list[int] | None = None,
+        global_mlp_ratio: float = 4.0,
+        global_mlp_drop: float = 0.5,
+        drop_path_rate: float = 0.0,
+        global_drop_path_rate: float = 0.0,
+        head_drop_rate: float = 0.5,
+        act: str = "quick_gelu",
+    ) -> None:
+        super().__init__()
+        acts = {"quick_gelu": QuickGELU, **ACTIVATIONS}
+        if act not in acts:
+            raise ValueError(f"unknown activation {act!r}; expected one of {sorted(acts)}")
+        if local_mhra not in ("none", "single", "double"):
+            raise ValueError(f"local_mhra {local_mhra!r}: expected 'none', 'single' or 'double'")
+        global_layers = list(range(max(0, depth - 4), depth)) if global_layers is None else list(global_layers)
+        if not global_layers or sorted(set(global_layers)) != global_layers or not 0 <= global_layers[0]:
+            raise ValueError(f"global_layers {global_layers}: expected increasing block indices")
+        if global_layers[-1] >= depth:
+            raise ValueError(f"global_layers {global_layers}: the backbone has only {depth} blocks")
+        self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
+        self.mean, self.std = CLIP_MEAN, CLIP_STD
+        self.temporal_downsample, self.local_mhra, self.global_layers = temporal_downsample, local_mhra, global_layers
+        stride = 2 if temporal_downsample else 1
+        if num_frames % stride:
+            raise ValueError(f"num_frames {num_frames} must be even with temporal_downsample")
+        self.patch_embed = StridedPatchEmbed3d(
+            img_size=img_size,
+            patch_size=patch_size,
+            temporal_kernel=3 if temporal_downsample else 1,
+            temporal_stride=stride,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
+        self.norm_pre = nn.LayerNorm(embed_dim, eps=1e-5)
+
+        act_layer = acts[act]
+        block = dict(mlp_ratio=mlp_ratio, act_layer=act_layer, norm_eps=1e-5)
+        if local_mhra != "none":
+            local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
+            self.blocks = nn.ModuleList(
+                LocalUniBlock(embed_dim, num_heads, drop_path=p, **local, **block)
+                for p in drop_path_rates(drop_path_rate, depth)
+            )
+        else:
+            self.blocks = nn.ModuleList(
+                ImageBlock(embed_dim, num_heads, drop_path=p, **block) for p in drop_path_rates(drop_path_rate, depth)
+            )
+
+        self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))  # the global query, zero at init
+        self.global_blocks = nn.ModuleList(
+            GlobalUniBlock(
+                embed_dim,
+                num_heads,
+                mlp_ratio=global_mlp_ratio,
+                mlp_drop=global_mlp_drop,
+                drop_path=p,
+                act_layer=act_layer,
+            )
+            for p in drop_path_rates(global_drop_path_rate, len(global_layers))
+        )
+        # block index -> global block index, resolved once
+        self._global_at = {layer: j for j, layer in enumerate(global_layers)}
+        self.balance = nn.Parameter(torch.zeros(embed_dim))  # sigmoid(0) = 1/2: query and CLS mean weigh equally
+        self.fc_norm = nn.LayerNorm(embed_dim)
+        self._init_head(num_classes, head_drop_rate)
+        self.grad_checkpointing = False
+
+        init_weights(self)
+        for g in self.global_blocks:
+            g.reset_parameters()  # init_weights above re-drew their zero-initialised projections
+        scale = embed_dim**-0.5  # CLIP's initialisation of class_embedding / positional_embedding
+        nn.init.normal_(self.cls_token, std=scale)
+        nn.init.normal_(self.pos_embed, std=scale)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> ``(B, 1 + t, D)``: the global query, then each frame's CLS token."""
+        x = self.patch_embed(x)  # b t n d
+        b, t = x.shape[:2]
+        grid = self.patch_embed.grid_size
+        x = rearrange(x, "b t n d -> (b t) n d")
+        x = self.norm_pre(prepend(self.cls_token, x) + self.pos_embed)
+        query = self.temporal_cls_token.expand(b, -1, -1)
+        for i, blk in enumerate(self.blocks):
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(blk, x, t, grid, use_reentrant=False)
+            else:
+                x = blk(x, t, grid)
+            j = self._global_at.get(i)
+            if j is not None:
+                query = self.global_blocks[j](query, x, t, grid)
+        cls = rearrange(x[:, 0], "(b t) d -> b t d", b=b)
+        return torch.cat([query, cls], dim=1)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Mix the query with the mean of the frames' CLS tokens through ``sigmoid(balance)``, then LayerNorm."""
+        w = torch.sigmoid(self.balance)
+        return self.fc_norm((1 - w) * x[:, 0] + w * x[:, 1:].mean(dim=1))
+
+    def no_weight_decay(self) -> set[str]:
+        return super().no_weight_decay() | {"balance"}
+
+
+# -- registered variants --------------------------------------------------------------------------------
+# Parameter counts: mmaction2 configs/recognition/uniformerv2/README.md, "params" column (K400 models,
+# 400 classes, no local MHRA): B/16 115M, L/14 and L/14@336 354M. The paper's tables report GFLOPs only.
+_TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
+_SOURCE = "mmaction2 configs/recognition/uniformerv2/README.md (K400 table, params)"
+
+register_model(
+    "uniformerv2_b16_8x224",
+    UniFormerV2,
+    tiny=_TINY,
+    paper=dict(params_m=115.0, source=_SOURCE, views="4x3"),
+    img_size=224,
+    num_frames=8,
+    patch_size=16,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+)
+register_model(
+    "uniformerv2_l14_8x224",
+    UniFormerV2,
+    tiny=_TINY,
+    paper=dict(params_m=354.0, source=_SOURCE, views="4x3"),
+    img_size=224,
+    num_frames=8,
+    patch_size=14,
+    embed_dim=1024,
+    depth=24,
+    num_heads=16,
+)
+register_model(
+    "uniformerv2_l14_32x336",
+    UniFormerV2,
+    tiny=_TINY,
+    paper=dict(params_m=354.0, source=_SOURCE, views="2x3"),
+    img_size=336,
+    num_frames=32,
+    patch_size=14,
+    embed_dim=1024,
+    depth=24,
+    num_heads=16,
+)
+
+__all__ = ["CLIP_MEAN", "CLIP_STD", "UNIFORMERV2_MEAN", "UNIFORMERV2_STD", "UniFormerV2"]
