@@ -32,9 +32,11 @@ CONVENTION = (
 )
 
 
-def parse_views(text: str | tuple | list) -> tuple[int, int]:
-    """``"4x3"`` (or ``(4, 3)``) -> 4 temporal clips x 3 spatial crops."""
-    if isinstance(text, list | tuple):
+def parse_views(text: str | int | tuple | list) -> tuple[int, int]:
+    """``"4x3"`` (or ``(4, 3)``) -> 4 temporal clips x 3 spatial crops; an int ``n`` is 1 clip x ``n`` crops."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        clips, crops = 1, text
+    elif isinstance(text, list | tuple):
         clips, crops = (int(v) for v in text)
     else:
         parts = str(text).lower().replace("×", "x").split("x")
@@ -141,10 +143,10 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
             r["model"] + ("" if r["paper_config"] else " *"),
             r["input"],
             _fmt(r["params_m"], ".2f"),
-            _fmt(r["paper_params_m"]),
+            _fmt(r["paper_params_m"], ".4g"),
             _fmt(r["params_ratio"], ".3f"),
             _fmt(r["gflops_per_view"], ".4g"),
-            _fmt(r["paper_gflops"]),
+            _fmt(r["paper_gflops"], ".4g"),
             _fmt(r["gflops_ratio"], ".3f"),
             r["views"],
             _fmt(r["tflops_total"], ".3g"),

@@ -1,0 +1,115 @@
+"""Generic tests for every registered variant (parametrized over ``list_models()``, so new variants are covered).
+
+Tiny copies (``get_entry(name).tiny``) check forward/backward, the SDPA path against the manual attention
+path, and gradient checkpointing; paper-sized copies on the meta device check the parameter count and the
+per-view GFLOPs against the paper's figures recorded in the registry.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from video_transformers.layers import Attention, set_fused_attention
+from video_transformers.models import create_model, get_entry, list_models
+from video_transformers.utils.profile import build_model, count_flops, count_params, video_input_shape
+
+MODELS = list_models()
+NUM_CLASSES = 5
+
+
+def _tiny(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model(name, num_classes=NUM_CLASSES, **get_entry(name).tiny)
+
+
+def _video(model: torch.nn.Module, batch_size: int = 2, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(video_input_shape(model, batch_size), generator=gen)
+
+
+def test_registry_is_not_empty():
+    assert MODELS, "no model registered: importing video_transformers.models should register every family"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward_finite(name):
+    model = _tiny(name).train()
+    out = model(_video(model))
+    assert out.shape == (2, NUM_CLASSES), f"{name}: logits {tuple(out.shape)}, expected (2, {NUM_CLASSES})"
+    assert torch.isfinite(out).all(), f"{name}: non-finite logits"
+    out.logsumexp(-1).sum().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, f"{name}: parameters unused by forward (no gradient): {no_grad}"
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f"{name}: non-finite gradients in {bad}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fused_attention_matches_manual(name):
+    model = _tiny(name).eval()
+    assert any(isinstance(m, Attention) for m in model.modules()), f"{name}: uses no shared Attention module"
+    x = _video(model, batch_size=1)
+    with torch.no_grad():
+        fused = model(x)
+        set_fused_attention(model, False)
+        manual = model(x)
+    torch.testing.assert_close(fused, manual, atol=1e-5, rtol=1e-5, msg=lambda m: f"{name}: SDPA vs manual: {m}")
+
+
+def _saved_tensor_count(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Forward with a count of the tensors autograd keeps for backward (checkpointed blocks keep none)."""
+    count = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal count
+        count += 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    return out, count
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_grad_checkpointing_same_output_and_gradients(name):
+    x = _video(_tiny(name), batch_size=1)
+    results = []
+    for enable in (False, True):
+        model = _tiny(name).train()
+        model.set_grad_checkpointing(enable)
+        torch.manual_seed(2)  # same dropout / drop-path draws in both runs (checkpoint restores the RNG)
+        out, saved = _saved_tensor_count(model, x)
+        out.logsumexp(-1).sum().backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out.detach(), grads, saved))
+    (out0, grads0, saved0), (out1, grads1, saved1) = results
+    assert saved1 < saved0, f"{name}: set_grad_checkpointing(True) did not reduce saved activations ({saved1})"
+    torch.testing.assert_close(out1, out0, atol=1e-5, rtol=1e-5, msg=lambda m: f"{name}: output: {m}")
+    assert grads1.keys() == grads0.keys()
+    for n in grads0:
+        torch.testing.assert_close(grads1[n], grads0[n], atol=1e-5, rtol=1e-4, msg=lambda m, n=n: f"{name}.{n}: {m}")
+
+
+def _paper(name: str, key: str) -> float:
+    value = get_entry(name).paper.get(key)
+    if value is None:
+        pytest.skip(f"{name}: no paper {key} recorded in the registry")
+    return float(value)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_paper_parameter_count(name):
+    expected = _paper(name, "params_m")
+    tol = get_entry(name).paper.get("params_tol", 0.005)
+    got = count_params(build_model(name, device="meta")) / 1e6
+    assert abs(got / expected - 1) <= tol, f"{name}: {got:.2f}M parameters; paper {expected}M (tolerance {tol:.1%})"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_paper_gflops(name):
+    expected = _paper(name, "gflops")
+    tol = get_entry(name).paper.get("gflops_tol", 0.05)
+    model = build_model(name, device="meta")
+    got = count_flops(model, torch.empty(video_input_shape(model), device="meta")).gflops
+    assert abs(got / expected - 1) <= tol, f"{name}: {got:.1f} GFLOPs/view; paper {expected:.1f} (tolerance {tol:.0%})"
