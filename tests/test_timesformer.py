@@ -3,11 +3,16 @@ see which), the divided block against a transcription of the official block, and
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from einops import rearrange
 from torch import nn
 
+from video_transformers.data import VideoDataModule
 from video_transformers.layers import set_fused_attention
 from video_transformers.models import create_model, get_entry, list_models
 from video_transformers.models.timesformer import (
@@ -255,3 +260,22 @@ def test_parameter_count_matches_paper(name: str) -> None:
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
     tol = 0.005 if name.startswith("timesformer_base_") and "axial" not in name else 0.01
     assert params_m == pytest.approx(entry.paper["params_m"], rel=tol), params_m
+
+
+# -- configs --------------------------------------------------------------------------------------------
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("timesformer_*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_is_the_registered_paper_model(path: Path) -> None:
+    """Each config builds its registered paper-size model from the data sizes it links into the model."""
+    cfg = yaml.safe_load(path.read_text())
+    model_cfg, data = cfg["model"], cfg["data"]
+    assert not {"num_frames", "img_size"} & (set(model_cfg) | set(model_cfg.get("backbone_kwargs") or {}))
+    entry = get_entry(model_cfg["backbone"])
+    assert (data["num_frames"], data["crop_size"]) == (entry.defaults["num_frames"], entry.defaults["img_size"])
+    assert cfg["trainer"]["default_root_dir"] == f"runs/{path.stem}"
+    assert model_cfg["optimizer"]["class_path"] == "torch.optim.SGD"
+    assert set(data) <= set(inspect.signature(VideoDataModule.__init__).parameters)  # no dataset at hand here
+    with torch.device("meta"):
+        create_model(model_cfg["backbone"], num_classes=400, **model_cfg["backbone_kwargs"])
