@@ -1,0 +1,431 @@
+"""ViViT weights: initialisation from an image ViT (Arnab et al. 2021, section 3.4) and the Hugging Face
+``VivitForVideoClassification`` checkpoint format (e.g. ``google/vivit-b-16x2-kinetics400``) -> Model 1.
+
+Image initialisation is one pure ``filter_fn(state_dict, model, ...) -> state_dict`` per model, taking a timm
+ViT state dict (default ``vit_base_patch16_224.augreg_in21k``; any timm ViT of the standard layout):
+
+* position embeddings are resampled to the video's spatial grid (``timm.layers.resample_abs_pos_embed``)
+  and, where the model has a spatio-temporal embedding (Models 1, 3, 4), repeated over the ``t`` temporal
+  indices (section 3.4, "Positional embeddings");
+* 2D patch kernels are inflated to tubelet kernels by central-frame (eq. 8, default) or average (eq. 7)
+  initialisation (section 3.4, "Embedding weights, E");
+* Model 2: the spatial encoder is the image ViT. The paper prescribes no transfer for the temporal
+  encoder (section 3.4 covers embeddings and Model 3 only), so it keeps its random initialisation by default
+  (``temporal_init="random"``); ``"image"`` copies the first ``L_t`` image blocks instead;
+* Model 3: the spatial MHSA of each block is the image block's; the temporal MHSA starts from zeros, so
+  eq. 5 is a residual connection at initialisation (the paper's choice, section 3.4) or, by option, from
+  the spatial weights (``temporal_init="spatial"``). Its LayerNorm starts as the spatial one in both cases;
+* Model 4: every block is the image block (the first half of the heads become spatial heads, the second
+  half temporal heads).
+
+Models 3 and 4 have no CLS token, so the image's CLS token and its position embedding are dropped.
+The classifier is always new: after loading, the missing keys are exactly ``head.*`` plus the parts that
+the image cannot provide, and nothing is unexpected (:func:`load_image_weights` asserts both).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from einops import repeat
+from timm.layers import resample_abs_pos_embed, resample_patch_embed
+from torch import nn
+
+from video_transformers.layers import inflate_patch_weight
+from video_transformers.models import create_model
+from video_transformers.models.vivit import (
+    VIVIT_MEAN,
+    VIVIT_STD,
+    ViViTFactorisedDotProduct,
+    ViViTFactorisedEncoder,
+    ViViTFactorisedSelfAttention,
+    ViViTSpatioTemporal,
+)
+from video_transformers.pretrained.common import (
+    PretrainedError,
+    image_state_dict,
+    load_checked,
+    load_state_dict_file,
+    register_format,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_MODEL = "vit_base_patch16_224.augreg_in21k"
+Inflation = Literal["central_frame", "average"]
+_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+# -- image ViT -> video: the shared pieces ------------------------------------------------------------
+def _check_image_keys(state_dict: dict[str, torch.Tensor]) -> None:
+    for key in ("pos_embed", "patch_embed.proj.weight"):
+        if key not in state_dict:
+            raise PretrainedError(
+                f"image state dict has no {key!r}; expected a timm ViT (keys {sorted(state_dict)[:8]}...)"
+            )
+
+
+def _spatial_pos_embed(
+    state_dict: dict[str, torch.Tensor], model: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The image's patch position embeddings resampled to the model's ``h x w`` grid ``(1, n, D)``, and its
+    CLS position embedding ``(1, 1, D)`` (``None`` if the image has none)."""
+    pos = state_dict["pos_embed"]
+    n_img = pos.shape[1]
+    prefix = 0 if math.isqrt(n_img) ** 2 == n_img else n_img - math.isqrt(n_img) ** 2
+    if prefix > 1:
+        raise PretrainedError(f"pos_embed {tuple(pos.shape)}: {prefix} prefix tokens; only a CLS token is supported")
+    _, h, w = model.patch_embed.grid_size
+    pos = resample_abs_pos_embed(pos, new_size=[h, w], num_prefix_tokens=prefix)
+    return pos[:, prefix:], (pos[:, :1] if prefix else None)
+
+
+def _patch_weight(state_dict: dict[str, torch.Tensor], model: nn.Module, inflation: Inflation) -> torch.Tensor:
+    """The image's 2D patch kernel, resampled to the model's patch size and inflated over the tubelet."""
+    w = state_dict["patch_embed.proj.weight"]
+    pe = model.patch_embed
+    if w.shape[-2:] != (pe.patch_size, pe.patch_size):
+        w = resample_patch_embed(w, new_size=[pe.patch_size, pe.patch_size])
+    return inflate_patch_weight(w, pe.tubelet_size, inflation)
+
+
+def _stem(state_dict: dict[str, torch.Tensor], model: nn.Module, inflation: Inflation) -> dict[str, torch.Tensor]:
+    out = {"patch_embed.proj.weight": _patch_weight(state_dict, model, inflation)}
+    if "patch_embed.proj.bias" in state_dict:
+        out["patch_embed.proj.bias"] = state_dict["patch_embed.proj.bias"]
+    return out
+
+
+def _blocks(state_dict: dict[str, torch.Tensor], prefix: str, *, depth: int | None = None) -> dict[str, torch.Tensor]:
+    """``blocks.i.*`` (i < depth) and the final ``norm.*`` of the image ViT, renamed under ``prefix``."""
+    out = {}
+    for k, v in state_dict.items():
+        m = _BLOCK.match(k)
+        if m and (depth is None or int(m.group(1)) < depth):
+            out[f"{prefix}.blocks.{m.group(1)}.{m.group(2)}"] = v
+        elif k.startswith("norm."):
+            out[f"{prefix}.{k}"] = v
+    return out
+
+
+def _leftovers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Image keys no video model takes, passed through so that load_checked names them as unexpected
+    (e.g. layer scale, registers, a pooled ``fc_norm``); the image classifier and CLS token are dropped."""
+    known = ("cls_token", "pos_embed", "patch_embed.proj.", "norm.", "head.", "blocks.")
+    return {k: v for k, v in state_dict.items() if not k.startswith(known)}
+
+
+# -- one filter per model -----------------------------------------------------------------------------
+def spatio_temporal_filter_fn(
+    state_dict: dict[str, torch.Tensor], model: ViViTSpatioTemporal, *, inflation: Inflation = "central_frame"
+) -> dict[str, torch.Tensor]:
+    """Model 1: image blocks as the encoder; the ``(1, 1 + t*n, D)`` position embedding starts as the
+    image's CLS embedding followed by its spatial embedding repeated over the ``t`` temporal indices."""
+    _check_image_keys(state_dict)
+    spatial, cls_pos = _spatial_pos_embed(state_dict, model)
+    if cls_pos is None or "cls_token" not in state_dict:
+        raise PretrainedError("Model 1 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
+    t = model.patch_embed.grid_size[0]
+    out = _stem(state_dict, model, inflation)
+    out["cls_token"] = state_dict["cls_token"]
+    out["pos_embed"] = torch.cat([cls_pos, repeat(spatial, "1 n d -> 1 (t n) d", t=t)], dim=1)
+    out.update(_blocks(state_dict, "encoder"))
+    return {**out, **_leftovers(state_dict)}
+
+
+def factorised_encoder_filter_fn(
+    state_dict: dict[str, torch.Tensor],
+    model: ViViTFactorisedEncoder,
+    *,
+    inflation: Inflation = "central_frame",
+    temporal_init: Literal["random", "image"] = "random",
+) -> dict[str, torch.Tensor]:
+    """Model 2: the spatial encoder (blocks, final norm, CLS token, ``(1, 1 + n, D)`` position embedding)
+    is the image ViT. The temporal encoder keeps its random initialisation (``"random"``) or takes the
+    first ``L_t`` image blocks and the final norm (``"image"``); its CLS token and position embedding are
+    always new."""
+    if temporal_init not in ("random", "image"):
+        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'random' or 'image'")
+    _check_image_keys(state_dict)
+    spatial, cls_pos = _spatial_pos_embed(state_dict, model)
+    if cls_pos is None or "cls_token" not in state_dict:
+        raise PretrainedError("Model 2 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
+    out = _stem(state_dict, model, inflation)
+    out["cls_token"] = state_dict["cls_token"]
+    out["pos_embed"] = torch.cat([cls_pos, spatial], dim=1)
+    out.update(_blocks(state_dict, "spatial"))
+    if temporal_init == "image":
+        out.update(_blocks(state_dict, "temporal", depth=len(model.temporal.blocks)))
+    return {**out, **_leftovers(state_dict)}
+
+
+def factorised_self_attention_filter_fn(
+    state_dict: dict[str, torch.Tensor],
+    model: ViViTFactorisedSelfAttention,
+    *,
+    inflation: Inflation = "central_frame",
+    temporal_init: Literal["zero", "spatial"] = "zero",
+) -> dict[str, torch.Tensor]:
+    """Model 3: each block's spatial MHSA, MLP and norms from the image block; the temporal MHSA from zeros
+    (section 3.4: "such that Eq. 5 behaves as a residual connection at initialisation") or from the
+    spatial weights. The ``(1, t*n, D)`` embedding is the image's spatial one repeated over time."""
+    if temporal_init not in ("zero", "spatial"):
+        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'zero' or 'spatial'")
+    _check_image_keys(state_dict)
+    spatial, _ = _spatial_pos_embed(state_dict, model)
+    t = model.patch_embed.grid_size[0]
+    out = _stem(state_dict, model, inflation)
+    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    blocks = _blocks(state_dict, "encoder")
+    for k, v in list(blocks.items()):
+        if ".norm1." in k:
+            blocks[k.replace(".norm1.", ".temporal_norm1.")] = v.clone()
+        elif ".attn." in k:
+            new = v.clone() if temporal_init == "spatial" else torch.zeros_like(v)
+            blocks[k.replace(".attn.", ".temporal_attn.")] = new
+    out.update(blocks)
+    return {**out, **_leftovers(state_dict)}
+
+
+def factorised_dot_product_filter_fn(
+    state_dict: dict[str, torch.Tensor], model: ViViTFactorisedDotProduct, *, inflation: Inflation = "central_frame"
+) -> dict[str, torch.Tensor]:
+    """Model 4: every block is the image block (its first half of heads attend over space, the second
+    half over time); the ``(1, t*n, D)`` embedding is the image's spatial one repeated over time."""
+    _check_image_keys(state_dict)
+    spatial, _ = _spatial_pos_embed(state_dict, model)
+    t = model.patch_embed.grid_size[0]
+    out = _stem(state_dict, model, inflation)
+    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    out.update(_blocks(state_dict, "encoder"))
+    return {**out, **_leftovers(state_dict)}
+
+
+FILTERS = {
+    ViViTSpatioTemporal: spatio_temporal_filter_fn,
+    ViViTFactorisedEncoder: factorised_encoder_filter_fn,
+    ViViTFactorisedSelfAttention: factorised_self_attention_filter_fn,
+    ViViTFactorisedDotProduct: factorised_dot_product_filter_fn,
+}
+
+
+def filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module, **options: Any) -> dict[str, torch.Tensor]:
+    """The image-ViT filter of ``model``'s class (options: ``inflation``, and ``temporal_init`` for Models 2/3)."""
+    if type(model) not in FILTERS:
+        raise PretrainedError(
+            f"no ViViT image initialisation for {type(model).__name__}; known: {[c.__name__ for c in FILTERS]}"
+        )
+    return FILTERS[type(model)](state_dict, model, **options)
+
+
+def expected_missing(model: nn.Module, **options: Any) -> list[str]:
+    """Keys an image ViT cannot provide for ``model``: the classifier and, for Model 2, the temporal parts."""
+    missing = ["head.*"] if isinstance(model.head, nn.Linear) else []
+    if isinstance(model, ViViTFactorisedEncoder):
+        missing += ["temporal_cls_token", "temporal_pos_embed"]
+        if options.get("temporal_init", "random") == "random":
+            missing.append("temporal.*")
+    return missing
+
+
+def load_image_weights(
+    model: nn.Module, source: str | dict[str, torch.Tensor] = DEFAULT_IMAGE_MODEL, **options: Any
+) -> nn.Module:
+    """Initialise a ViViT model from an image ViT (a timm name, a local file, or a state dict), asserting
+    that exactly :func:`expected_missing` keys are missing and none unexpected. Returns ``model``."""
+    state_dict = image_state_dict(source) if isinstance(source, str) else source
+    load_checked(model, filter_fn(state_dict, model, **options), missing=expected_missing(model, **options))
+    return model
+
+
+# -- Hugging Face VivitForVideoClassification -> Model 1 ----------------------------------------------
+# transformers < 5 names (also the layout of the checkpoints on the hub) -> transformers >= 5 names; the
+# same renames as transformers' own conversion mapping for ViT-style models, applied in this order.
+_HF_OLD_TO_NEW = [
+    (r"encoder\.layer\.", "layers."),
+    (r"attention\.attention\.query", "attention.q_proj"),
+    (r"attention\.attention\.key", "attention.k_proj"),
+    (r"attention\.attention\.value", "attention.v_proj"),
+    (r"attention\.output\.dense", "attention.o_proj"),
+    (r"intermediate\.dense", "mlp.fc1"),
+    (r"\.output\.dense", ".mlp.fc2"),
+]
+_HF_TO_OURS = [
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.position_embeddings$", "pos_embed"),
+    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^layers\.(\d+)\.layernorm_before\.", r"encoder.blocks.\1.norm1."),
+    (r"^layers\.(\d+)\.layernorm_after\.", r"encoder.blocks.\1.norm2."),
+    (r"^layers\.(\d+)\.attention\.o_proj\.", r"encoder.blocks.\1.attn.proj."),
+    (r"^layers\.(\d+)\.mlp\.(fc[12])\.", r"encoder.blocks.\1.mlp.\2."),
+    (r"^layernorm\.", "encoder.norm."),
+    (r"^classifier\.", "head."),
+]
+_HF_QKV = re.compile(r"^layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)$")
+_GELU_TANH = {"gelu_fast", "gelu_new", "gelu_pytorch_tanh", "gelu_tanh", "gelu_accurate"}
+
+
+def hf_model_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """:class:`ViViTSpatioTemporal` arguments from a Hugging Face ``VivitConfig`` (its config.json)."""
+    t, ph, pw = config.get("tubelet_size", [2, 16, 16])
+    if ph != pw:
+        raise PretrainedError(f"config.json: tubelet_size {config['tubelet_size']}: only square patches are supported")
+    image_size = config.get("image_size", 224)
+    if isinstance(image_size, list | tuple):
+        if image_size[0] != image_size[1]:
+            raise PretrainedError(f"config.json: image_size {image_size}: only square inputs are supported")
+        image_size = image_size[0]
+    act = config.get("hidden_act", "gelu_fast")
+    if act not in _GELU_TANH | {"gelu"}:
+        raise PretrainedError(
+            f"config.json: hidden_act {act!r} not supported; expected gelu or a tanh-approximate gelu"
+        )
+    hidden = config.get("hidden_size", 768)
+    id2label = config.get("id2label") or {}
+    return dict(
+        num_classes=len(id2label) if id2label else config.get("num_labels", 400),
+        img_size=image_size,
+        num_frames=config.get("num_frames", 32),
+        patch_size=ph,
+        tubelet_size=t,
+        in_chans=config.get("num_channels", 3),
+        embed_dim=hidden,
+        depth=config.get("num_hidden_layers", 12),
+        num_heads=config.get("num_attention_heads", 12),
+        mlp_ratio=config.get("intermediate_size", 3072) / hidden,
+        qkv_bias=config.get("qkv_bias", True),
+        act="gelu_tanh" if act in _GELU_TANH else "gelu",  # HF ViViT: gelu_fast = tanh-approximate GELU
+        norm_eps=config.get("layer_norm_eps", 1e-6),
+    )
+
+
+def convert_hf_vivit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face ViViT keys (``VivitForVideoClassification`` or ``VivitModel``, transformers 4 or 5 names)
+    -> :class:`ViViTSpatioTemporal` keys; separate ``q/k/v`` projections are fused into ``qkv``."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        k = key.removeprefix("vivit.")
+        for pattern, new in _HF_OLD_TO_NEW:
+            k = re.sub(pattern, new, k)
+        if k.startswith("pooler."):
+            log.info("%s: VivitModel's pooler is not used by the classifier; dropped", key)
+            continue
+        if m := _HF_QKV.match(k):
+            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+            continue
+        for pattern, new in _HF_TO_OURS:
+            k, n = re.subn(pattern, new, k)
+            if n:
+                break
+        out[k] = value  # a key no rule renamed stays as is: load_checked reports it as unexpected
+    for (layer, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise PretrainedError(f"layer {layer}: attention {kind} has only {sorted(parts)} of q, k, v projections")
+        out[f"encoder.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+def hf_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean/std on ``[0, 1]`` pixels equivalent to the folder's ViViT preprocessor config.
+
+    HF's ViViT processor maps a 0..255 pixel ``p`` to ``p * rescale_factor - offset`` (``offset`` is 1 when
+    ``offset: true``), then ``(x - image_mean) / image_std`` when ``do_normalize``. On ``q = p / 255`` that is
+    ``(q - mean) / std`` with ``mean = (offset + image_mean) / (255 r)`` and ``std = image_std / (255 r)``.
+    Without a preprocessor config: ViViT's ``[-1, 1]`` range (mean = std = 0.5).
+    """
+    for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        return VIVIT_MEAN, VIVIT_STD
+    cfg = json.loads(path.read_text())
+    scale = 255.0 * cfg.get("rescale_factor", 1 / 127.5) if cfg.get("do_rescale", True) else 1.0
+    offset = 1.0 if cfg.get("offset", True) and cfg.get("do_rescale", True) else 0.0
+    mean, std = [0.0] * 3, [1.0] * 3
+    if cfg.get("do_normalize", True):
+        mean, std = list(cfg.get("image_mean", [0.5] * 3)), list(cfg.get("image_std", [0.5] * 3))
+    return tuple((offset + m) / scale for m in mean), tuple(s / scale for s in std)
+
+
+def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return load_state_dict_file(folder / name)
+    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / name).is_file():
+            shards = sorted(set(json.loads((folder / name).read_text())["weight_map"].values()))
+            return {k: v for shard in shards for k, v in load_state_dict_file(folder / shard).items()}
+    raise PretrainedError(
+        f"{folder}: no model.safetensors or pytorch_model.bin (or a sharded index) next to config.json"
+    )
+
+
+def is_hf_vivit(path: Path) -> bool:
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "vivit"
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+def load_hf_vivit(path: str | Path, **overrides: Any) -> ViViTSpatioTemporal:
+    """A Hugging Face ViViT folder (config.json + weights) as :class:`ViViTSpatioTemporal`, with the
+    class names from ``id2label`` and the normalisation of its preprocessor config. Every key must match;
+    overriding ``num_classes`` leaves the classifier new (``head.*`` then the only missing keys)."""
+    folder = Path(path)
+    config = json.loads((folder / "config.json").read_text())
+    kwargs = {**hf_model_kwargs(config), **overrides}
+    model = ViViTSpatioTemporal(**kwargs)
+    state_dict = convert_hf_vivit(_hf_weights(folder))
+    missing: list[str] = []
+    if kwargs["num_classes"] != hf_model_kwargs(config)["num_classes"]:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+        missing = ["head.*"] if kwargs["num_classes"] > 0 else []
+    load_checked(model, state_dict, missing=missing)
+    model.mean, model.std = hf_normalisation(folder)
+    id2label = config.get("id2label") or {}
+    if id2label and not missing:
+        model.class_names = [id2label[k] for k in sorted(id2label, key=int)]
+    model.model_name = "vivit_base_spatio_temporal_16x2" if kwargs["embed_dim"] == 768 else "vivit_spatio_temporal"
+    return model
+
+
+register_format("hf_vivit", is_hf_vivit, load_hf_vivit)
+
+
+def create_from_image(
+    name: str, source: str | dict[str, torch.Tensor] = DEFAULT_IMAGE_MODEL, **kwargs: Any
+) -> nn.Module:
+    """``create_model(name, **model_kwargs)`` initialised from an image ViT; ``inflation`` and
+    ``temporal_init`` in ``kwargs`` go to the filter, everything else to the model."""
+    options = {k: kwargs.pop(k) for k in ("inflation", "temporal_init") if k in kwargs}
+    return load_image_weights(create_model(name, **kwargs), source, **options)
+
+
+__all__ = [
+    "DEFAULT_IMAGE_MODEL",
+    "FILTERS",
+    "convert_hf_vivit",
+    "create_from_image",
+    "expected_missing",
+    "factorised_dot_product_filter_fn",
+    "factorised_encoder_filter_fn",
+    "factorised_self_attention_filter_fn",
+    "filter_fn",
+    "hf_model_kwargs",
+    "hf_normalisation",
+    "is_hf_vivit",
+    "load_hf_vivit",
+    "load_image_weights",
+    "spatio_temporal_filter_fn",
+]
