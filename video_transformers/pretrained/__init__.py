@@ -3,7 +3,10 @@
 Importing this package registers every checkpoint format that :func:`from_pretrained` reads.
 """
 
-from video_transformers.pretrained import uniformerv2  # noqa: F401  (registers its formats)
+from video_transformers.pretrained import (
+    uniformerv2,  # noqa: F401  (registers its formats)
+    vivit,  # noqa: F401  (registers its formats)
+)
 from video_transformers.pretrained.common import (
     PretrainedError,
     from_pretrained,
