@@ -1,10 +1,11 @@
 """Counting parameters, FLOPs and attention work of a video model, cheaply enough for paper sizes on a CPU.
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which counts a multiply-add
-as 2 FLOPs and covers matmuls, convolutions and attention (``aten.mm/addmm/bmm/convolution/_scaled_dot_
-product_*``) but not element-wise ops (softmax, LayerNorm, GELU) - the same coverage as fvcore, which the
-TimeSformer, ViViT and UniFormerV2 papers used. Papers report fvcore's count, i.e. multiply-adds, as
-"FLOPs"; :attr:`FlopCount.gflops` is therefore ``FLOPs / 2 / 1e9`` so it compares with their tables.
+as 2 FLOPs and covers matmuls, convolutions and attention (``aten.mm/addmm/bmm/convolution``; SDPA is run
+on its math backend so its matmuls are counted) but not element-wise ops (softmax, LayerNorm, GELU): the
+coverage of fvcore, which the TimeSformer, ViViT and UniFormerV2 papers used. Papers report fvcore's
+count, i.e. multiply-adds, as "FLOPs"; :attr:`FlopCount.gflops` is therefore ``FLOPs / 2 / 1e9`` to compare
+with their tables.
 
 Counting runs on the ``meta`` device by default: the model and input have shapes but no storage, so a
 paper-sized forward takes seconds and no memory. If an op has no meta kernel, :func:`count_flops` falls
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -98,13 +100,22 @@ def count_flops(model: nn.Module, x: torch.Tensor, *, backward: bool = False) ->
     was_training = model.training
     model.train(backward)
     recorder = _RecordAttention()
+    # Forward-only: switch parameters' requires_grad off rather than using no_grad, whose views of parameters
+    # (e.g. ``token.expand(b, -1, -1)`` passed into a submodule) break FlopCounterMode's module tracker.
+    frozen = [] if backward else [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
     try:
-        with FlopCounterMode(display=False) as counter, recorder, torch.set_grad_enabled(backward):
+        # The math SDPA backend decomposes into matmuls FlopCounterMode counts; the CPU flash kernel has no
+        # FLOP formula and would be counted as zero.
+        with FlopCounterMode(display=False) as counter, recorder, sdpa_kernel(SDPBackend.MATH):
             out = model(x)
             if backward:
                 out.float().sum().backward()
     finally:
         model.train(was_training)
+        for p in frozen:
+            p.requires_grad_(True)
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
     return FlopCount(int(counter.get_total_flops()), by_op, str(x.device), recorder.calls)
 
