@@ -198,7 +198,9 @@ class UniFormerV2(VideoTransformer):
 
 # -- registered variants --------------------------------------------------------------------------------
 # Parameter counts: mmaction2 configs/recognition/uniformerv2/README.md, "params" column (K400 models,
-# 400 classes, no local MHRA): B/16 115M, L/14 and L/14@336 354M. The paper's tables report GFLOPs only.
+# 400 classes, no local MHRA): B/16 115M, L/14 and L/14@336 354M. GFLOPs per view from the same table, given
+# there in TFLOPs to one decimal (L/14 8x224 "0.7T", L/14@336 32x336 "6.3T"), hence the tolerances; its B/16
+# "0.1T" is too coarse to check against.
 _TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
 _SOURCE = "mmaction2 configs/recognition/uniformerv2/README.md (K400 table, params)"
 
@@ -218,7 +220,7 @@ register_model(
     "uniformerv2_l14_8x224",
     UniFormerV2,
     tiny=_TINY,
-    paper=dict(params_m=354.0, source=_SOURCE, views="4x3"),
+    paper=dict(params_m=354.0, gflops=700.0, gflops_tol=0.08, source=_SOURCE, views="4x3"),
     img_size=224,
     num_frames=8,
     patch_size=14,
@@ -230,7 +232,7 @@ register_model(
     "uniformerv2_l14_32x336",
     UniFormerV2,
     tiny=_TINY,
-    paper=dict(params_m=354.0, source=_SOURCE, views="2x3"),
+    paper=dict(params_m=354.0, gflops=6300.0, gflops_tol=0.01, source=_SOURCE, views="2x3"),
     img_size=336,
     num_frames=32,
     patch_size=14,

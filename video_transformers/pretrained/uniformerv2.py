@@ -242,7 +242,8 @@ def load_official(source: str | Path | dict[str, Any], *, trust: bool = False, *
         raw, where = load_state_dict_file(source, trust=trust), str(source)
     if not isinstance(raw, dict):
         raise PretrainedError(f"{where}: expected a state dict, got {type(raw).__name__}")
-    cfg = infer_official_config(_strip_or_raise(raw, where))
+    _strip_backbone(raw, where)  # a wrong layout is reported with the file's name
+    cfg = infer_official_config(raw)
     if not isinstance(source, dict):
         m = re.search(r"_(\d+)x(\d+)", Path(source).name)  # e.g. k400_uniformerv2_b16_8x224.pyth
         if m:
@@ -263,11 +264,6 @@ def load_official(source: str | Path | dict[str, Any], *, trust: bool = False, *
     load_checked(model, state_dict, missing=missing)
     model.mean, model.std = UNIFORMERV2_MEAN, UNIFORMERV2_STD
     return model
-
-
-def _strip_or_raise(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    _strip_backbone(raw, where)  # raises with the file name when the layout is wrong
-    return raw
 
 
 def _detect_official(path: Path) -> bool:
