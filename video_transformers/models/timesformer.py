@@ -37,6 +37,7 @@ from video_transformers.layers import (
     Mlp,
     PatchEmbed3d,
     drop_path_rates,
+    make_act_layer,
     prepend,
     split_prefix,
 )
@@ -286,6 +287,7 @@ class TimeSformer(VideoTransformer):
         drop_path_rate: float = 0.1,
         head_drop_rate: float = 0.0,
         norm_eps: float = 1e-6,
+        act: str = "gelu",
     ) -> None:
         super().__init__()
         if attention_type not in SCHEMES:
@@ -319,6 +321,7 @@ class TimeSformer(VideoTransformer):
                 drop=drop_rate,
                 attn_drop=attn_drop_rate,
                 drop_path=p,
+                act_layer=make_act_layer(act),
                 norm_eps=norm_eps,
             )
             for p in drop_path_rates(drop_path_rate, depth)

@@ -4,6 +4,7 @@ Importing this package registers every checkpoint format that :func:`from_pretra
 """
 
 from video_transformers.pretrained import (
+    timesformer,  # noqa: F401  (registers its formats)
     uniformerv2,  # noqa: F401  (registers its formats)
     vivit,  # noqa: F401  (registers its formats)
 )

@@ -1,0 +1,243 @@
+"""TimeSformer weights: image-ViT initialisation (static clip = image model), official ``.pyth`` checkpoints
+(every key consumed, outputs equal to the official forward), Hugging Face parity."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from einops import rearrange
+
+from tests.test_timesformer import official_divided_block
+from video_transformers.models.base import IMAGENET_MEAN, IMAGENET_STD
+from video_transformers.models.timesformer import TimeSformer
+from video_transformers.pretrained import PretrainedError, from_pretrained
+from video_transformers.pretrained.timesformer import convert_official, load_image_weights, timm_filter_fn
+
+OFFICIAL_KEYS = Path("/work/shared/reference/timesformer_official_keys.txt")
+TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=7)
+
+
+def jitter_(model: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
+    """Perturb every parameter so no LayerNorm is the identity and no zero-initialised layer stays zero."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * std)
+    return model
+
+
+# -- image initialisation --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def image_vit(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = timm.create_model(
+        "vit_base_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=64,
+        depth=2,
+        num_heads=4,
+        num_classes=0,
+    )
+    jitter_(vit).eval()
+    path = tmp_path_factory.mktemp("vit") / "tiny_vit.pth"
+    torch.save(vit.state_dict(), path)
+    return vit, path
+
+
+def test_image_init_on_static_clip_gives_the_image_model(image_vit: tuple[torch.nn.Module, Path]) -> None:
+    vit, path = image_vit
+    torch.manual_seed(1)
+    model = TimeSformer(**TINY, attention_type="divided_space_time").eval()
+    frame = torch.randn(2, 3, 32, 32)
+    clip = frame.unsqueeze(2).repeat(1, 1, 4, 1, 1)  # b c t h w, one frame repeated
+    with torch.no_grad():
+        expected = vit.forward_head(vit.forward_features(frame), pre_logits=True)
+        before = model.forward_head(model.forward_features(clip), pre_logits=True)
+        load_image_weights(model, str(path))
+        after = model.forward_head(model.forward_features(clip), pre_logits=True)
+    assert (before - expected).abs().max() > 1e-2  # the invariant comes from the loaded weights
+    torch.testing.assert_close(after, expected, atol=1e-5, rtol=1e-5)
+    blk = model.blocks[1]
+    assert not model.time_embed.any() and not blk.temporal_fc.weight.any() and not blk.temporal_fc.bias.any()
+    torch.testing.assert_close(blk.temporal_attn.qkv.weight, vit.blocks[1].attn.qkv.weight)
+    torch.testing.assert_close(blk.temporal_norm1.bias, vit.blocks[1].norm1.bias)
+
+
+@pytest.mark.parametrize("attention_type", ["space_only", "joint_space_time", "axial", "local_global"])
+def test_image_init_fills_every_scheme_and_resamples_pos_embed(
+    image_vit: tuple[torch.nn.Module, Path], attention_type: str
+) -> None:
+    vit, path = image_vit
+    model = TimeSformer(**{**TINY, "img_size": 48}, attention_type=attention_type)  # 6x6 grid from a 4x4 one
+    load_image_weights(model, str(path))  # exact key accounting: only the head may be missing
+    assert model.pos_embed.shape == (1, 37, 64)
+    torch.testing.assert_close(model.pos_embed[:, :1], vit.pos_embed[:, :1])
+    for name, m in model.blocks[0].named_children():
+        if name.endswith("_fc"):
+            assert not m.weight.any(), name
+
+
+def test_timm_filter_fn_names_missing_image_weights(image_vit: tuple[torch.nn.Module, Path]) -> None:
+    vit, _ = image_vit
+    sd = {k: v for k, v in vit.state_dict().items() if not k.startswith("blocks.1.attn.")}
+    with pytest.raises(PretrainedError, match=r"blocks\.1\.attn\.qkv\.weight"):
+        timm_filter_fn(sd, TimeSformer(**TINY))
+
+
+# -- official checkpoints --------------------------------------------------------------------------------
+def to_official(model: TimeSformer) -> dict:
+    """Our weights in the official release's layout: ``model_state``, ``model.`` prefix, Conv2d kernel."""
+    sd = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
+    sd["model.patch_embed.proj.weight"] = sd["model.patch_embed.proj.weight"].squeeze(2)
+    cfg = f"DATA:\n  NUM_FRAMES: {model.num_frames}\nTIMESFORMER:\n  ATTENTION_TYPE: {model.attention_type}\n"
+    return {"model_state": sd, "epoch": 15, "cfg": cfg}
+
+
+def official_forward(model: TimeSformer, x: torch.Tensor) -> torch.Tensor:
+    """The official ``VisionTransformer.forward`` (divided space-time, tokens ``(h w t)``, eval), transcribed
+    from TimeSformer/timesformer/models/vit.py, on ``model``'s weights."""
+    b, t = x.shape[0], x.shape[2]
+    x = rearrange(x, "b c t h w -> (b t) c h w")
+    x = model.patch_embed.proj(x.unsqueeze(2)).squeeze(2)
+    w = x.size(-1)
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat((model.cls_token.expand(x.size(0), -1, -1), x), dim=1) + model.pos_embed
+    cls_tokens = x[:b, 0, :].unsqueeze(1)
+    x = rearrange(x[:, 1:], "(b t) n m -> (b n) t m", b=b, t=t) + model.time_embed
+    x = torch.cat((cls_tokens, rearrange(x, "(b n) t m -> b (n t) m", b=b, t=t)), dim=1)
+    for blk in model.blocks:
+        x = official_divided_block(blk, x, b=b, t=t, w=w)
+    return model.head(model.norm(x)[:, 0])
+
+
+def test_official_checkpoint_loads_and_matches_the_official_forward(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ours = jitter_(TimeSformer(**{**TINY, "embed_dim": 128, "num_heads": 2})).eval()  # width 128 -> 2 heads of 64
+    path = tmp_path / "TimeSformer_divST_8x32_224.pyth"
+    torch.save(to_official(ours), path)
+    model = from_pretrained(path)  # detected by its pickled key names; all keys consumed (load_checked)
+    assert (model.attention_type, model.embed_dim, len(model.blocks), model.blocks[0].attn.num_heads) == (
+        "divided_space_time",
+        128,
+        2,
+        2,
+    )
+    assert (model.num_frames, model.img_size, model.num_classes) == (4, 32, 7)
+    assert (model.mean, model.std) == ((0.45,) * 3, (0.225,) * 3)
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        out, ref, official = model(x), ours(x), official_forward(model, x)
+    torch.testing.assert_close(out, ref, atol=0, rtol=0)
+    torch.testing.assert_close(out, official, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention_type", ["space_only", "joint_space_time"])
+def test_official_scheme_is_inferred_from_the_keys(tmp_path: Path, attention_type: str) -> None:
+    torch.manual_seed(0)
+    ours = jitter_(TimeSformer(**TINY, attention_type=attention_type)).eval()
+    path = tmp_path / "ckpt.pyth"
+    torch.save(to_official(ours), path)
+    model = from_pretrained(path, format="timesformer_official", num_heads=4)
+    assert model.attention_type == attention_type
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ours(x), atol=0, rtol=0)
+
+
+def test_official_reference_key_layout_is_consumed(tmp_path: Path) -> None:
+    """A checkpoint with exactly the published keys and shapes (reference file) loads with no key left over."""
+    state = {}
+    for line in OFFICIAL_KEYS.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, shape = line.split("\t")
+            state[key] = torch.randn(tuple(int(s) for s in re.findall(r"\d+", shape)))
+    path = tmp_path / "official.pyth"
+    torch.save({"model_state": state}, path)
+    with pytest.raises(PretrainedError, match="width 96 .* num_heads"):
+        from_pretrained(path)  # 96 is no multiple of 64: the head count must be given
+    model = from_pretrained(path, num_heads=4)
+    assert (model.embed_dim, len(model.blocks), model.patch_embed.patch_size) == (96, 2, 16)
+    assert (model.img_size, model.num_frames, model.num_classes, model.attention_type) == (
+        64,
+        4,
+        7,
+        "divided_space_time",
+    )
+    own = model.state_dict()
+    assert set(own) == {k.removeprefix("model.") for k in state}
+    for k, v in convert_official({"model_state": state}).items():
+        assert torch.equal(own[k].reshape(v.shape), v), k
+
+
+def test_official_checkpoint_errors_name_the_key(tmp_path: Path) -> None:
+    ckpt = to_official(TimeSformer(**TINY))
+    del ckpt["model_state"]["model.blocks.1.mlp.fc2.bias"]
+    path = tmp_path / "broken.pyth"
+    torch.save(ckpt, path)
+    with pytest.raises(PretrainedError, match=r"blocks\.1\.mlp\.fc2\.bias"):
+        from_pretrained(path, num_heads=4)
+
+
+def test_official_checkpoint_with_new_class_count_gets_a_fresh_head(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pyth"
+    torch.save(to_official(TimeSformer(**TINY)), path)
+    model = from_pretrained(path, num_heads=4, num_classes=3, num_frames=8)  # time_embed resampled 4 -> 8
+    assert model.head.out_features == 3 and model.time_embed.shape == (1, 8, 64)
+
+
+# -- Hugging Face ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.TimesformerConfig(
+        image_size=32,
+        patch_size=8,
+        num_frames=4,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        num_labels=7,
+        attention_type="divided_space_time",
+    )
+    hf = jitter_(transformers.TimesformerForVideoClassification(config)).eval()
+    folder = tmp_path_factory.mktemp("hf") / "timesformer-tiny"
+    hf.save_pretrained(folder)
+    return hf, folder
+
+
+def test_hf_parity(hf_folder: tuple[torch.nn.Module, Path]) -> None:
+    hf, folder = hf_folder
+    model = from_pretrained(folder)  # detected from config.json's model_type
+    assert model.blocks[0].norm1.eps == hf.config.layer_norm_eps
+    assert type(model.blocks[0].mlp.act) is torch.nn.GELU and model.blocks[0].mlp.act.approximate == "none"
+    torch.manual_seed(1)
+    video = torch.randn(2, 4, 3, 32, 32)  # HF layout: b t c h w
+    with torch.no_grad():
+        ref = hf(pixel_values=video).logits
+        out = model(video.transpose(1, 2))
+    assert (out - ref).abs().max().item() <= 1e-4
+    assert (model.mean, model.std) == (IMAGENET_MEAN, IMAGENET_STD)  # no preprocessor_config.json
+    assert model.class_names is None  # transformers' placeholder LABEL_i names are not kept
+
+
+def test_hf_preprocessor_and_labels_are_read(hf_folder: tuple[torch.nn.Module, Path], tmp_path: Path) -> None:
+    _, folder = hf_folder
+    local = tmp_path / "copy"
+    local.mkdir()
+    for f in folder.iterdir():
+        (local / f.name).write_bytes(f.read_bytes())
+    config = json.loads((local / "config.json").read_text())
+    config["id2label"] = {str(i): f"action {i}" for i in range(7)}
+    (local / "config.json").write_text(json.dumps(config))
+    (local / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.45] * 3, "image_std": [0.225] * 3}))
+    model = from_pretrained(local)
+    assert model.class_names == [f"action {i}" for i in range(7)]
+    assert (model.mean, model.std) == ((0.45,) * 3, (0.225,) * 3)
