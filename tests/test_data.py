@@ -133,3 +133,15 @@ def test_invalid_sizes_fail_fast(embedded_root):
         _dm(embedded_root, num_frames=0)
     with pytest.raises(ValueError, match="crop_size <= train_short_side"):
         _dm(embedded_root, crop_size=64)
+
+
+def test_cached_clips_equal_decoded_clips(embedded_root):
+    from video_transformers.data.dataset import ClipSource
+
+    dm = _dm(embedded_root)
+    records, infos = dm.checked_split("val")
+    direct = ClipSource(records, infos, dm.clip_duration)
+    cached = ClipSource(records, infos, dm.clip_duration, cache=True)
+    for start in (0.0, 0.25, 1.0):
+        a, b = direct.clip(3, start), cached.clip(3, start)
+        assert a.shape == b.shape and torch.equal(a, b)

@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from video_transformers.data import synthetic
 from video_transformers.data.annotations import VideoRecord, read_class_names, read_csv
-from video_transformers.data.dataset import MultiViewDataset, TrainClipDataset
+from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset
 from video_transformers.data.errors import VideoDataError
 from video_transformers.data.transforms import EvalTransform, TrainTransform
-from video_transformers.data.video import probe
+from video_transformers.data.video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class VideoDataModule(L.LightningDataModule):
             before the random crop; ``eval_short_side`` the short side before evaluation crops.
         val_clips / val_crops, test_clips / test_crops: views per video at validation / test.
         on_bad_video: ``error`` (default) or ``skip`` for missing, unreadable and too-short videos.
+        cache_videos: decode each video once and keep its frames in memory (small datasets only).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class VideoDataModule(L.LightningDataModule):
         test_clips: int = 4,
         test_crops: int = 3,
         on_bad_video: Literal["error", "skip"] = "error",
+        cache_videos: bool = False,
     ) -> None:
         super().__init__()
         if dataset == "csv" and root is None:
@@ -88,7 +90,7 @@ class VideoDataModule(L.LightningDataModule):
         self.clip_duration = num_frames * sampling_rate / fps
         self.class_names = list(synthetic.CLASS_NAMES) if dataset == "embedded" else read_class_names(self.root / "classes.txt")
         self.num_classes = len(self.class_names)
-        self._records: dict[str, tuple[list[VideoRecord], list[float]]] = {}
+        self._records: dict[str, tuple[list[VideoRecord], list[VideoInfo]]] = {}
         self._datasets: dict[str, object] = {}
 
     # -- preparation --------------------------------------------------------------------------------
@@ -96,8 +98,8 @@ class VideoDataModule(L.LightningDataModule):
         if self.dataset == "embedded":
             synthetic.build(self.root)
 
-    def checked_split(self, split: Split) -> tuple[list[VideoRecord], list[float]]:
-        """The split's records that pass the check pass, with their durations (cached)."""
+    def checked_split(self, split: Split) -> tuple[list[VideoRecord], list[VideoInfo]]:
+        """The split's records that pass the check pass, with their stream info (cached)."""
         if split not in self._records:
             if self.dataset == "embedded":
                 synthetic.build(self.root)  # no-op when built; covers use without prepare_data
@@ -105,8 +107,8 @@ class VideoDataModule(L.LightningDataModule):
             self._records[split] = self._check(split, records)
         return self._records[split]
 
-    def _check(self, split: str, records: list[VideoRecord]) -> tuple[list[VideoRecord], list[float]]:
-        good, durations, bad = [], [], []
+    def _check(self, split: str, records: list[VideoRecord]) -> tuple[list[VideoRecord], list[VideoInfo]]:
+        good, infos, bad = [], [], []
         min_duration = self.clip_duration - 1.0 / self.hparams.fps  # allow one frame of rounding
         for rec in tqdm(records, desc=f"checking {split} videos", unit="video", leave=False):
             try:
@@ -121,7 +123,7 @@ class VideoDataModule(L.LightningDataModule):
                 bad.append(f"{rec.source}: {e}")
                 continue
             good.append(rec)
-            durations.append(info.duration)
+            infos.append(info)
         if bad:
             listing = "\n  ".join(bad)
             if self.hparams.on_bad_video == "error":
@@ -132,7 +134,7 @@ class VideoDataModule(L.LightningDataModule):
             log.warning("skipping %d of %d %s videos:\n  %s", len(bad), len(records), split, listing)
         if not good:
             raise VideoDataError(f"no usable {split} videos under {self.root}")
-        return good, durations
+        return good, infos
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -141,16 +143,15 @@ class VideoDataModule(L.LightningDataModule):
         for split in splits.get(stage or "fit", ("train", "val", "test")):
             if split in self._datasets:
                 continue
-            records, durations = self.checked_split(split)
-            common = dict(clip_duration=self.clip_duration, num_frames=h.num_frames)
+            source = ClipSource(*self.checked_split(split), self.clip_duration, cache=h.cache_videos)
             if split == "train":
                 train = TrainTransform(crop_size=h.crop_size, short_side=tuple(h.train_short_side), hflip=h.hflip,
                                        mean=h.mean, std=h.std)
-                self._datasets[split] = TrainClipDataset(records, durations, transform=train, **common)
+                self._datasets[split] = TrainClipDataset(source, num_frames=h.num_frames, transform=train)
             else:
                 clips, crops = (h.val_clips, h.val_crops) if split == "val" else (h.test_clips, h.test_crops)
                 self._datasets[split] = MultiViewDataset(
-                    records, durations, num_clips=clips, num_crops=crops, transform=evaluate, **common
+                    source, num_frames=h.num_frames, num_clips=clips, num_crops=crops, transform=evaluate
                 )
 
     # -- loaders ------------------------------------------------------------------------------------
@@ -177,7 +178,3 @@ class VideoDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
-
-    def views_per_video(self, split: str) -> int:
-        h = self.hparams
-        return h.val_clips * h.val_crops if split == "val" else h.test_clips * h.test_crops

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from video_transformers.data.annotations import VideoRecord
 from video_transformers.data.transforms import EvalTransform, uniform_temporal_subsample
-from video_transformers.data.video import decode_clip
+from video_transformers.data.video import VideoInfo, decode_clip
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +34,51 @@ def clip_starts(duration: float, clip_duration: float, num_clips: int) -> list[f
     return starts
 
 
+class ClipSource:
+    """Decodes ``[start, start + clip_duration)`` of a listed video; with ``cache=True`` each video is
+    decoded whole once (per worker) and clips are sliced from memory: for small datasets that fit in RAM,
+    such as the embedded one, where container open + seek would dominate the step time."""
+
+    def __init__(self, records: Sequence[VideoRecord], infos: Sequence[VideoInfo], clip_duration: float,
+                 cache: bool = False) -> None:
+        self.records, self.infos, self.clip_duration, self.cache = list(records), list(infos), clip_duration, cache
+        self._videos: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def clip(self, i: int, start: float) -> torch.Tensor:
+        """``(C, T, H, W)`` uint8 frames of video ``i`` from ``start`` for one clip duration."""
+        if not self.cache:
+            return decode_clip(self.records[i].path, start, start + self.clip_duration)
+        if i not in self._videos:
+            self._videos[i] = decode_clip(self.records[i].path, 0.0, self.infos[i].duration + 1.0)
+        video, fps = self._videos[i], self.infos[i].fps
+        first = min(round(start * fps), video.shape[1] - 1)
+        return video[:, first : first + max(1, round(self.clip_duration * fps))]
+
+
 class TrainClipDataset(Dataset):
     """One random clip per video per epoch; item ``i`` is video ``i``."""
 
     def __init__(
         self,
-        records: Sequence[VideoRecord],
-        durations: Sequence[float],
+        source: ClipSource,
         *,
-        clip_duration: float,
         num_frames: int,
         transform: Callable[[torch.Tensor], torch.Tensor],
     ) -> None:
-        self.records, self.durations = list(records), list(durations)
-        self.clip_duration, self.num_frames, self.transform = clip_duration, num_frames, transform
-        self.sampler = RandomClipSampler(Fraction(clip_duration).limit_denominator(10_000))
+        self.source, self.num_frames, self.transform = source, num_frames, transform
+        self.sampler = RandomClipSampler(Fraction(source.clip_duration).limit_denominator(10_000))
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.source)
 
     def __getitem__(self, i: int) -> dict:
-        rec = self.records[i]
-        info = self.sampler(0.0, Fraction(self.durations[i]).limit_denominator(10_000), None)
-        start = float(info.clip_start_sec)
-        clip = decode_clip(rec.path, start, start + self.clip_duration)
-        video = self.transform(uniform_temporal_subsample(clip, self.num_frames))
-        return {"video": video, "label": rec.label, "video_index": i, "view_index": 0}
+        duration = Fraction(self.source.infos[i].duration).limit_denominator(10_000)
+        start = float(self.sampler(0.0, duration, None).clip_start_sec)
+        video = self.transform(uniform_temporal_subsample(self.source.clip(i, start), self.num_frames))
+        return {"video": video, "label": self.source.records[i].label, "video_index": i, "view_index": 0}
 
 
 class MultiViewDataset(Dataset):
@@ -70,32 +89,26 @@ class MultiViewDataset(Dataset):
 
     def __init__(
         self,
-        records: Sequence[VideoRecord],
-        durations: Sequence[float],
+        source: ClipSource,
         *,
-        clip_duration: float,
         num_frames: int,
         num_clips: int,
         num_crops: int,
         transform: EvalTransform,
     ) -> None:
-        self.records, self.durations = list(records), list(durations)
-        self.clip_duration, self.num_frames = clip_duration, num_frames
+        self.source, self.num_frames = source, num_frames
         self.num_clips, self.num_crops, self.transform = num_clips, num_crops, transform
         self.views_per_video = num_clips * num_crops
-        self._cache: tuple[tuple, torch.Tensor] | None = None
+        self._last: tuple[tuple[int, int], torch.Tensor] | None = None
 
     def __len__(self) -> int:
-        return len(self.records) * self.views_per_video
+        return len(self.source) * self.views_per_video
 
     def __getitem__(self, i: int) -> dict:
         v, view = divmod(i, self.views_per_video)
         clip_idx, crop_idx = divmod(view, self.num_crops)
-        rec = self.records[v]
-        start = clip_starts(self.durations[v], self.clip_duration, self.num_clips)[clip_idx]
-        key = (str(rec.path), start)
-        if self._cache is None or self._cache[0] != key:
-            clip = decode_clip(rec.path, start, start + self.clip_duration)
-            self._cache = (key, uniform_temporal_subsample(clip, self.num_frames))
-        video = self.transform(self._cache[1], crop_idx, self.num_crops)
-        return {"video": video, "label": rec.label, "video_index": v, "view_index": view}
+        if self._last is None or self._last[0] != (v, clip_idx):
+            start = clip_starts(self.source.infos[v].duration, self.source.clip_duration, self.num_clips)[clip_idx]
+            self._last = ((v, clip_idx), uniform_temporal_subsample(self.source.clip(v, start), self.num_frames))
+        video = self.transform(self._last[1], crop_idx, self.num_crops)
+        return {"video": video, "label": self.source.records[v].label, "video_index": v, "view_index": view}

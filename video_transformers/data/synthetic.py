@@ -46,7 +46,7 @@ CLASS_NAMES: list[str] = [c for pair in PAIRS for c in pair] + SELF_REVERSED
 _RENDER = {fwd: (fwd, False) for fwd, _ in PAIRS} | {rev: (fwd, True) for fwd, rev in PAIRS}
 _RENDER |= {c: (c, False) for c in SELF_REVERSED}
 
-DEFAULT_SPLITS = {"train": 40, "val": 6, "test": 8}  # videos per class
+DEFAULT_SPLITS = {"train": 100, "val": 10, "test": 10}  # videos per class
 FPS = 16
 
 
