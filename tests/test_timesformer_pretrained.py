@@ -223,7 +223,7 @@ def test_hf_parity(hf_folder: tuple[torch.nn.Module, Path]) -> None:
     with torch.no_grad():
         ref = hf(pixel_values=video).logits
         out = model(video.transpose(1, 2))
-    assert (out - ref).abs().max().item() <= 1e-4
+    assert (out - ref).abs().max().item() <= 1e-5  # measured 3e-7; tanh-GELU would give ~1e-4
     assert (model.mean, model.std) == (IMAGENET_MEAN, IMAGENET_STD)  # no preprocessor_config.json
     assert model.class_names is None  # transformers' placeholder LABEL_i names are not kept
 

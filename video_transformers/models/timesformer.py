@@ -9,7 +9,7 @@ a CLS token, a learned spatial position embedding ``pos_embed`` (1, 1+N, D) and 
 * ``space_only`` (S): frames are independent images with their own CLS; the per-frame tokens are averaged
   over frames before the final LayerNorm (official ``attention_type='space_only'``).
 * ``joint_space_time`` (ST): one attention over all ``T*N`` patches plus the CLS token.
-* ``divided_space_time`` (T+S, eqs. 7-8): temporal attention among patches at the same spatial position
+* ``divided_space_time`` (T+S, Fig. 2): temporal attention among patches at the same spatial position
   (CLS excluded), a zero-initialised ``temporal_fc``, then spatial attention within each frame with the
   CLS token replicated per frame and its outputs averaged over frames.
 * ``local_global`` (L+G): see :class:`LocalGlobalBlock`.
@@ -62,7 +62,7 @@ def attend_patches(
     """Apply ``fn`` (norm -> attention) within groups of patch tokens and return to ``(B, T*N, D)``.
 
     ``fold`` moves the axes that do not interact into the batch, e.g. ``"b (t h w) d -> (b h w) t d"``
-    for temporal attention (eq. 7); the inverse pattern unfolds the result.
+    for temporal attention; the inverse pattern unfolds the result.
     """
     return rearrange(fn(rearrange(x, fold, **sizes)), _flip(fold), **sizes)
 
@@ -84,7 +84,7 @@ def attend_patches_with_cls(
 
 
 class JointSpaceTimeBlock(Block):
-    """A ViT block over every token it is given (eq. 5 with ``A`` = all tokens): joint space-time attention
+    """A ViT block over every token it is given: joint space-time attention (section 3, Fig. 1)
     on ``(B, 1+T*N, D)``, or space-only attention when the model folds frames into the batch."""
 
     def forward(self, x: torch.Tensor, grid: Grid | None = None) -> torch.Tensor:
@@ -96,7 +96,7 @@ class _FactorisedBlock(nn.Module):
 
     Subclasses add patch-only attention steps before it, each ``<name>_norm1 -> <name>_attn -> <name>_fc``
     with ``<name>_fc`` zero-initialised so every new step starts as the identity (and an image ViT's
-    weights give the image model at step 0, section 4 "we initialise with ImageNet weights").
+    weights give the image model at step 0; the paper initialises from an ImageNet-pretrained ViT, section 4).
 
     Drop path is applied inside the folded batches, as in the official block (one mask per group of
     tokens, e.g. per spatial position for temporal attention, not per clip).
@@ -151,7 +151,7 @@ class _FactorisedBlock(nn.Module):
 
 
 class DividedSpaceTimeBlock(_FactorisedBlock):
-    """Divided space-time attention (T+S, eqs. 7-8, Fig. 2), exactly the official block: temporal attention
+    """Divided space-time attention (T+S, section 3, Fig. 2), exactly the official block: temporal attention
     over the ``T`` patches at each spatial position, zero-initialised ``temporal_fc``, residual; spatial
     attention within each frame with the CLS token replicated per frame and averaged back; MLP."""
 
@@ -168,7 +168,7 @@ class DividedSpaceTimeBlock(_FactorisedBlock):
         t, h, w = grid
         cls, x = split_prefix(x, 1)
         x = self.temporal(x, grid)
-        return self._last(cls, x, "b (t h w) d -> (b t) (h w) d", t=t, h=h, w=w)  # eq. 8: spatial, per frame
+        return self._last(cls, x, "b (t h w) d -> (b t) (h w) d", t=t, h=h, w=w)  # spatial, per frame
 
 
 class AxialBlock(_FactorisedBlock):
@@ -207,9 +207,9 @@ class AxialBlock(_FactorisedBlock):
 class LocalGlobalBlock(_FactorisedBlock):
     """Sparse local-global attention (L+G, section 3 and appendix; Table 1: 121.4M parameters).
 
-    The paper: "first computes a local attention by considering the neighboring F x H/2 x W/2 patches and
-    then calculates a sparse global attention over the entire clip using a stride of 2 patches along the
-    temporal dimension and also the two spatial dimensions" (after Child et al. 2019). The official code
+    The paper (appendix, paraphrased): a local attention over the neighbouring F x H/2 x W/2 patches, then a
+    sparse global attention over the entire clip with a stride of 2 patches along time and both spatial
+    axes (after Child et al. 2019). The official code
     does not implement it. Our reading:
 
     * local step (``local_norm1``/``local_attn``/zero-initialised ``local_fc``, patch tokens only): the
@@ -262,7 +262,7 @@ SCHEMES: dict[str, Scheme] = {
 
 
 class TimeSformer(VideoTransformer):
-    """TimeSformer on ``(B, C, T, H, W)`` video -> ``(B, num_classes)`` logits (section 3, eqs. 1-9).
+    """TimeSformer on ``(B, C, T, H, W)`` video -> ``(B, num_classes)`` logits (section 3, Fig. 1-2).
 
     ``attention_type`` is one of :data:`SCHEMES` (official names for S, ST and T+S). Defaults are the
     paper's TimeSformer: ViT-B/16, 8 frames at 224 px, divided space-time, drop path 0.1.

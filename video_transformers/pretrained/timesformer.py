@@ -1,10 +1,11 @@
 """Pretrained weights for TimeSformer (Bertasius et al. 2021): image-ViT initialisation, official ``.pyth``
 checkpoints and Hugging Face ``TimesformerForVideoClassification`` folders.
 
-* :func:`timm_filter_fn` adapts a timm ViT (section 4: "initialized with ViT weights pretrained on
-  ImageNet-21K"): ``pos_embed`` resampled to the new grid, ``time_embed`` zero, every added attention step
+* :func:`timm_filter_fn` adapts a timm ViT (the paper initialises from ImageNet-1K/21K ViT-B, section 4):
+  ``pos_embed`` resampled to the new grid, ``time_embed`` zero, every added attention step
   (``temporal_*``, ``width_*``, ``local_*``) starts as a copy of the spatial ``norm1``/``attn`` with a zero
-  ``*_fc``, so a static clip gives the image model's CLS features at step 0.
+  ``*_fc``; with divided (and space-only) attention a static clip then gives the image model's CLS
+  features at step 0 (joint, axial and L+G attend over other token sets, so they only start close to it).
 * :func:`convert_official` reads the official release (facebookresearch/TimeSformer): ``model_state``,
   keys prefixed ``model.``, a Conv2d patch kernel. Its tokens are ordered ``(h w t)`` and ours ``(t h w)``,
   but no weight depends on the order (``pos_embed`` is per ``(h w)``, ``time_embed`` per ``t``), so
