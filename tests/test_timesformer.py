@@ -251,14 +251,14 @@ def test_divided_block_equals_official_block() -> None:
 # -- paper sizes ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list_models("timesformer*"))
 def test_parameter_count_matches_paper(name: str) -> None:
-    """Table 1 (8x224, K400 head): S 85.9M, ST 85.9M, T+S 121.4M, L+G 121.4M, T+W+H 156.3M. HR and L keep
-    the T+S backbone (Table 3 reports 121.4M for both); their larger pos/time embeddings add 0.46M/0.07M,
-    which the paper's figure leaves out, so they get 1%."""
+    """Table 1 (8x224, K400 head): S 85.9M, ST 85.9M, T+S 121.4M, L+G 121.4M within 0.5%; T+W+H 156.3M
+    within 1% (our reading has 157.0M). HR and L keep the T+S backbone (Table 3: 121.4M for both); HR's
+    28x28 pos_embed adds 0.46M (0.51%) that the paper's figure leaves out, so it gets 1%."""
     entry = get_entry(name)
     with torch.device("meta"):
         model = create_model(name)
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
-    tol = 0.005 if name.startswith("timesformer_base_") and "axial" not in name else 0.01
+    tol = 0.01 if "axial" in name or name.startswith("timesformer_hr") else 0.005
     assert params_m == pytest.approx(entry.paper["params_m"], rel=tol), params_m
 
 
