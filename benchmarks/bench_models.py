@@ -290,7 +290,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             gflops = profile_model(name).gflops
             if gflops <= args.paper_max_gflops:
                 specs.append(dict(common, name=name, overrides={}, size="paper", batch=1, modes=["infer"],
-                                  repeats=max(2, args.repeats - 1)))  # fmt: skip
+                                  repeats=args.repeats))  # fmt: skip
             else:
                 print(f"skip {name} at paper size: {gflops:.0f} GFLOPs > --paper_max_gflops", file=sys.stderr)
     for kind in args.hf:
@@ -414,9 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["*"], help="registered names or shell patterns")
     p.add_argument("--num_frames", type=int, default=8)
     p.add_argument("--img_size", type=int, default=96, help="target crop side at the small size (adjusted per model)")
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
     p.add_argument("--hf", nargs="*", choices=("timesformer", "vivit"), default=["timesformer", "vivit"])
     p.add_argument(
