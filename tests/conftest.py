@@ -20,4 +20,4 @@ TINY_SPLITS = {"train": 2, "val": 1, "test": 1}  # videos per class: 48 videos i
 def embedded_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from video_transformers.data import synthetic
 
-    return synthetic.build(tmp_path_factory.mktemp("embedded") / "embedded-v1", splits=TINY_SPLITS)
+    return synthetic.build(tmp_path_factory.mktemp("embedded") / "embedded", splits=TINY_SPLITS)

@@ -15,6 +15,7 @@ def test_layout_and_manifest(embedded_root):
     info = probe(embedded_root / "videos/train/move_left_000.mp4")
     assert abs(info.duration - 2.0) < 0.1 and info.fps == synthetic.FPS and info.width == 40
     assert synthetic.verify(embedded_root) is None
+    assert "split sizes" in synthetic.verify(embedded_root, {"train": 5})
 
 
 def test_reversed_classes_are_exact_time_reversals():

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PAIRS = [
     ("move_right", "move_left"),
     ("move_down", "move_up"),
@@ -152,8 +152,9 @@ def _files(splits: dict[str, int]) -> list[str]:
     return ["classes.txt"] + [f"{s}.csv" for s in splits]
 
 
-def verify(root: Path) -> str | None:
-    """``None`` when the cache at ``root`` is complete and intact, else the reason it is not."""
+def verify(root: Path, splits: dict[str, int] | None = None) -> str | None:
+    """``None`` when the cache at ``root`` is complete, intact and (if given) has ``splits`` videos per
+    class, else the reason it is not."""
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
         return "no manifest.json (never built, or a build was interrupted)"
@@ -162,6 +163,10 @@ def verify(root: Path) -> str | None:
         rel_paths = manifest["files"]
         if manifest.get("version") != GENERATOR_VERSION:
             return f"generator version {manifest.get('version')} != {GENERATOR_VERSION}"
+        if splits is not None:
+            want = {s: n * len(CLASS_NAMES) for s, n in splits.items()}
+            if manifest.get("counts") != want:
+                return f"split sizes {manifest.get('counts')} != requested {want}"
         missing = [p for p in rel_paths if not (root / p).is_file()]
         if missing:
             return f"{len(missing)} files missing, e.g. {missing[0]}"
@@ -187,7 +192,7 @@ def build(
     """
     root = Path(root) if root is not None else default_root()
     splits = dict(splits or DEFAULT_SPLITS)
-    reason = verify(root)
+    reason = verify(root, splits)
     if reason is None:
         return root
     if root.exists():
