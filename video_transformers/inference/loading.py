@@ -1,0 +1,167 @@
+"""Load a trained model together with the data settings it was trained with.
+
+A ``vt fit`` checkpoint (Lightning ``.ckpt``) holds the model's hyper-parameters (``backbone``,
+``backbone_kwargs``, sizes, class names) and the data module's (``num_frames``, ``sampling_rate``, ``fps``,
+``crop_size``, ``eval_short_side``, ``mean``, ``std``): inference decodes and normalises videos exactly as
+``vt test`` did. Any other source that :func:`video_transformers.pretrained.from_pretrained` reads (official
+or Hugging Face checkpoints) gets the model's own ``num_frames`` / ``img_size`` / ``mean`` / ``std`` and
+the sampling given by the caller (``--sampling_rate`` / ``--fps``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from video_transformers.models import create_model
+from video_transformers.pretrained import PretrainedError, from_pretrained
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How one model input is cut from a video: ``num_frames`` frames, one every ``sampling_rate`` frames
+    at ``fps``, short side resized to ``short_side``, ``crop_size`` square crops, ``(x/255 - mean) / std``."""
+
+    num_frames: int
+    sampling_rate: int
+    fps: float
+    crop_size: int
+    short_side: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def clip_duration(self) -> float:
+        """Seconds one clip spans (the data module's ``num_frames * sampling_rate / fps``)."""
+        return self.num_frames * self.sampling_rate / self.fps
+
+    @property
+    def frame_step(self) -> float:
+        """Seconds between two sampled frames."""
+        return self.sampling_rate / self.fps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode on ``device``, its class names and its :class:`ClipSpec`."""
+
+    model: nn.Module
+    class_names: list[str]
+    spec: ClipSpec
+    source: str
+    device: torch.device
+
+    @torch.no_grad()
+    def logits(self, video: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` normalised video -> ``(B, num_classes)`` float32 logits on the CPU."""
+        return self.model(video.to(self.device)).float().cpu()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device}: CUDA is not available on this machine")
+    return dev
+
+
+def is_lightning_checkpoint(obj: Any) -> bool:
+    hp = obj.get("hyper_parameters") if isinstance(obj, dict) else None
+    return isinstance(hp, dict) and "backbone" in hp and isinstance(obj.get("state_dict"), dict)
+
+
+def _model_from_lightning(path: Path, ckpt: dict[str, Any]) -> nn.Module:
+    """The backbone of a ``VideoClassifier`` checkpoint, built from its hparams, weights strictly loaded."""
+    hp = ckpt["hyper_parameters"]
+    sizes = {k: hp[k] for k in ("num_frames", "img_size") if hp.get(k) is not None}
+    kwargs = {**sizes, **(hp.get("backbone_kwargs") or {})}
+    model = create_model(hp["backbone"], num_classes=hp["num_classes"], **kwargs)
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise PretrainedError(f"{path}: no 'model.*' weights in the checkpoint's state_dict")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise PretrainedError(
+            f"{path}: checkpoint does not match {hp['backbone']} built from its own hparams "
+            f"(missing {result.missing_keys}, unexpected {result.unexpected_keys})"
+        )
+    model.class_names = hp.get("class_names")
+    return model
+
+
+def _spec_from_lightning(ckpt: dict[str, Any], model: nn.Module) -> ClipSpec:
+    dm = ckpt.get("datamodule_hyper_parameters") or {}
+    if not dm:
+        log.warning("checkpoint has no data-module hparams; using the model's sizes and normalisation")
+    crop = int(dm.get("crop_size", model.img_size))
+    return ClipSpec(
+        num_frames=int(dm.get("num_frames", model.num_frames)),
+        sampling_rate=int(dm.get("sampling_rate", 1)),
+        fps=float(dm.get("fps", 30.0)),
+        crop_size=crop,
+        short_side=int(dm.get("eval_short_side", crop)),
+        mean=tuple(float(v) for v in dm.get("mean", model.mean)),
+        std=tuple(float(v) for v in dm.get("std", model.std)),
+    )
+
+
+def load_model(
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    sampling_rate: int | None = None,
+    fps: float | None = None,
+    short_side: int | None = None,
+    trust: bool = False,
+) -> LoadedModel:
+    """Load ``source`` (a ``vt fit`` checkpoint, or anything ``from_pretrained`` reads) for inference.
+
+    ``sampling_rate`` / ``fps`` / ``short_side`` override the checkpoint's data settings (foreign
+    checkpoints carry none: they default to every 4th frame at 30 fps and a short side of
+    ``img_size * 256 / 224``, the usual Kinetics evaluation).
+    """
+    path = Path(source).expanduser()
+    device = resolve_device(device) if isinstance(device, str) else device
+    ckpt = None
+    if path.is_file() and path.suffix in {".ckpt", ".pt", ".pth"}:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=not trust)
+        except Exception as e:  # torch raises several unpickling error types
+            raise PretrainedError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    if ckpt is not None and is_lightning_checkpoint(ckpt):
+        model = _model_from_lightning(path, ckpt)
+        spec = _spec_from_lightning(ckpt, model)
+    else:
+        model = from_pretrained(path)
+        crop = int(model.img_size)
+        spec = ClipSpec(
+            num_frames=int(model.num_frames),
+            sampling_rate=4,
+            fps=30.0,
+            crop_size=crop,
+            short_side=round(crop * 256 / 224),
+            mean=tuple(model.mean),
+            std=tuple(model.std),
+        )
+    overrides = {k: v for k, v in dict(sampling_rate=sampling_rate, fps=fps, short_side=short_side).items() if v}
+    spec = replace(spec, **overrides)
+    names = list(getattr(model, "class_names", None) or [f"class_{i}" for i in range(model.num_classes)])
+    if len(names) != model.num_classes:
+        raise PretrainedError(f"{path}: {len(names)} class names for {model.num_classes} classes")
+    model = model.to(device).eval()
+    name = getattr(model, "model_name", "") or type(model).__name__
+    log.info("loaded %s (%s) on %s; clip spec %s", path, name, device, spec)
+    return LoadedModel(model=model, class_names=names, spec=spec, source=str(path), device=device)
