@@ -15,6 +15,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from video_transformers.data import VideoDataModule
 from video_transformers.lit import VideoClassifier
+from video_transformers.lit.callbacks import LogConfig
 
 
 class VideoTransformersCLI(LightningCLI):
@@ -32,6 +33,7 @@ def run_cli(args: list[str] | None = None) -> VideoTransformersCLI:
         VideoClassifier,
         VideoDataModule,
         args=args,
+        save_config_callback=LogConfig,  # config.yaml in the log dir, and the resolved config in the logger
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "vt"},
     )
@@ -42,6 +44,7 @@ EXTRA_COMMANDS = {
     "info": "video_transformers.commands.info",
     "data": "video_transformers.commands.data",
     "sweep": "video_transformers.commands.sweep",
+    "predict": "video_transformers.commands.predict",  # with --config: the Trainer's predict loop
     "explain": "video_transformers.commands.explain",
     "export": "video_transformers.commands.export",
 }

@@ -75,7 +75,8 @@ def check_video(path: Path) -> VideoInfo:
         return probe(path)
     except VideoDataError as e:
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
-            raise VideoDataError(f"{path}: unsupported format {path.suffix or '(no extension)'!r}: {e}") from e
+            what = path.suffix or "(no extension)"
+            raise VideoDataError(f"{path}: unsupported format {what!r}: not a video this build can decode") from e
         raise
 
 
