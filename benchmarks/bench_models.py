@@ -134,6 +134,9 @@ def _hf_pair(kind: str, num_frames: int, img_size: int) -> tuple[torch.nn.Module
         state = conv.convert_hf_vivit(theirs.state_dict())
     else:
         raise ValueError(f"unknown Hugging Face comparison {kind!r}; expected timesformer or vivit")
+    w = state.get("patch_embed.proj.weight")
+    if w is not None and w.ndim == 4 and ours.patch_embed.proj.weight.ndim == 5:
+        state["patch_embed.proj.weight"] = w.unsqueeze(2)  # HF TimeSformer's 2D patch kernel = a 1-frame tubelet
     missing, unexpected = ours.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RuntimeError(f"{kind}: converted Hugging Face weights do not fit {name}: {missing=} {unexpected=}")
