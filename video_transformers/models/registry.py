@@ -16,6 +16,8 @@ from typing import Any
 
 from torch import nn
 
+from video_transformers.safety.limits import check_model_kwargs
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -74,6 +76,8 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the registered variant ``name``; keyword ``overrides`` replace its paper configuration."""
     entry = get_entry(name)
     _check_kwargs(entry.cls, overrides, f"overrides for {name!r}")
-    model = entry.cls(**{**entry.defaults, **overrides})
+    kwargs = {**entry.defaults, **overrides}
+    check_model_kwargs(name, kwargs)  # absurd sizes fail here, before any allocation
+    model = entry.cls(**kwargs)
     model.model_name = name
     return model

@@ -9,6 +9,7 @@ with :func:`register_format`.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -18,6 +19,13 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from video_transformers.safety.checkpoints import CheckpointError, safe_torch_load
+from video_transformers.safety.metadata import (
+    validate_hf_config,
+    validate_model_metadata,
+    validate_preprocessor_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +50,20 @@ def load_state_dict_file(path: str | Path, *, trust: bool = False) -> dict[str, 
     if not path.is_file():
         raise PretrainedError(f"{path}: checkpoint file not found")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return dict(load_file(str(path)))
+        try:
+            return dict(load_file(str(path)))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise PretrainedError(f"{path}: cannot read safetensors file (corrupt or truncated?): {e}") from e
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError / RuntimeError / ValueError variants
-        if not trust:
-            raise PretrainedError(
-                f"{path}: refused to unpickle (it holds objects beyond tensors and plain containers: {e}). "
-                "Only if you trust its source, pass trust=True (CLI: --trust_checkpoint true)."
-            ) from e
-        log.warning("%s: loading with full unpickling (trust=True)", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        obj = safe_torch_load(path, trust=trust)
+    except CheckpointError as e:  # the message names the file and, when refused, the trust option
+        raise PretrainedError(str(e)) from e
+    if not isinstance(obj, dict):
+        raise PretrainedError(f"{path}: expected a dict (a state dict or a checkpoint), got {type(obj).__name__}")
+    return obj
 
 
 def image_state_dict(name_or_path: str) -> dict[str, torch.Tensor]:
@@ -153,11 +162,16 @@ def list_formats() -> list[str]:
     return sorted(_FORMATS)
 
 
-def from_pretrained(source: str | Path, *, format: str | None = None, **overrides: Any) -> nn.Module:
+def from_pretrained(
+    source: str | Path, *, format: str | None = None, trust: bool = False, **overrides: Any
+) -> nn.Module:
     """A ready model (eval mode, class names attached when known) from a checkpoint folder or file.
 
     ``format`` forces one of :func:`list_formats`; otherwise the first format whose ``detect`` accepts the
     source is used. ``overrides`` replace inferred architecture arguments (e.g. ``num_classes``).
+    ``trust=True`` allows full unpickling for the formats that read pickles (official releases holding
+    non-tensor objects); never pass it for files from an unknown source. Metadata (``config.json``,
+    class names, mean/std) is validated, and errors name the file and key.
     """
     path = Path(source).expanduser()
     if not path.exists():
@@ -174,5 +188,31 @@ def from_pretrained(source: str | Path, *, format: str | None = None, **override
         if not matches:
             raise PretrainedError(f"{path}: not a checkpoint format this suite reads (known: {list_formats()})")
         fmt = matches[0]
+    if path.is_dir():
+        _validate_folder_metadata(path)
+    if trust:
+        if "trust" not in inspect.signature(fmt.load).parameters:
+            log.info("%s: format %s reads no pickles; trust=True has no effect", path, fmt.name)
+        else:
+            overrides["trust"] = True
     model = fmt.load(path, **overrides)
+    validate_model_metadata(model, where=str(path))
     return model.eval()
+
+
+def _validate_folder_metadata(folder: Path) -> None:
+    """``config.json`` and preprocessor configs of a pretrained folder, before a loader sizes a model from them."""
+    import json
+
+    for name, validate in (
+        ("config.json", validate_hf_config),
+        ("preprocessor_config.json", validate_preprocessor_config),
+        ("video_preprocessor_config.json", validate_preprocessor_config),
+    ):
+        file = folder / name
+        if file.is_file():
+            try:
+                data = json.loads(file.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise PretrainedError(f"{file}: not valid JSON ({e})") from e
+            validate(data, where=str(file))
