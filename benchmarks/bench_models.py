@@ -313,7 +313,7 @@ def run_spec(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+            tail = (proc.stderr.strip().splitlines() or ["no stderr"])[-1].replace("|", "/")  # one table cell
             return dict(spec=spec, error=f"worker exited {proc.returncode}: {tail}")
         result = json.loads(out.read_text())
     except subprocess.TimeoutExpired:
