@@ -4,6 +4,7 @@ Importing this package registers every checkpoint format that :func:`from_pretra
 """
 
 from video_transformers.pretrained import (
+    lightning_ckpt,  # noqa: F401  (registers this suite's .ckpt format)
     timesformer,  # noqa: F401  (registers its formats)
     uniformerv2,  # noqa: F401  (registers its formats)
     vivit,  # noqa: F401  (registers its formats)
@@ -17,11 +18,13 @@ from video_transformers.pretrained.common import (
     load_state_dict_file,
     register_format,
 )
+from video_transformers.pretrained.image_init import init_from_image
 
 __all__ = [
     "PretrainedError",
     "from_pretrained",
     "image_state_dict",
+    "init_from_image",
     "list_formats",
     "load_checked",
     "load_state_dict_file",
