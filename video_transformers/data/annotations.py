@@ -1,13 +1,20 @@
-"""The CSV annotation layout: ``classes.txt`` plus ``<split>.csv`` files with a ``path,label`` header.
+"""Annotation records, and the two generic layouts.
 
-Paths are relative to the dataset root (absolute paths are taken as they are); labels are class names
-from ``classes.txt`` (one per line) or integer indices into it.
+``csv``: ``classes.txt`` plus ``<split>.csv`` files with a ``path,label`` header. ``list``: ``classes.txt`` plus
+``<split>.txt`` files of ``path label`` lines (space-separated, as mmaction2's ``*_list_videos.txt``).
+
+Paths are relative to the dataset root (absolute paths are taken as they are); labels are class names from
+``classes.txt`` (one per line) or integer indices into it.
+
+Readers return :class:`Annotations`: the records, plus one message per bad row (``file:row: what was wrong``)
+so that ``vt data check`` can list them all and ``on_bad_video=skip`` can drop them. File-level problems (no
+file, wrong header or columns) raise :class:`VideoDataError` at once.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from video_transformers.data.errors import VideoDataError
@@ -18,47 +25,100 @@ class VideoRecord:
     path: Path
     label: int
     source: str  # "file:row" for messages
+    video_id: str = ""  # what duplicates are detected by (the path when empty)
+
+    @property
+    def key(self) -> str:
+        return self.video_id or str(self.path)
+
+
+@dataclass
+class Annotations:
+    records: list[VideoRecord] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # "file:row: message", kind "annotation"
+
+    def raise_if_empty(self, path: Path | str) -> Annotations:
+        if not self.records and not self.problems:
+            raise VideoDataError(f"{path}: no videos listed", kind="annotation")
+        return self
 
 
 def read_class_names(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
-        raise VideoDataError(f"{path}: class list not found; expected one class name per line")
+        raise VideoDataError(f"{path}: class list not found; expected one class name per line", kind="annotation")
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
-        raise VideoDataError(f"{path}: class list is empty")
+        raise VideoDataError(f"{path}: class list is empty", kind="annotation")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise VideoDataError(f"{path}: duplicated class names {dup}")
+        raise VideoDataError(f"{path}: duplicated class names {dup}", kind="annotation")
     return names
 
 
-def read_csv(path: str | Path, root: str | Path, class_names: list[str]) -> list[VideoRecord]:
-    """Read a ``path,label`` CSV; malformed rows and unknown labels raise naming ``file:row``."""
+def resolve_label(label: str, index: dict[str, int], num_classes: int) -> int | None:
+    """A class name, or an integer index into the class list; ``None`` when it is neither."""
+    if label in index:
+        return index[label]
+    if label.isdigit() and int(label) < num_classes:
+        return int(label)
+    return None
+
+
+def read_csv_rows(path: str | Path, root: str | Path, class_names: list[str]) -> Annotations:
+    """Read a ``path,label`` CSV; malformed rows and unknown labels are collected naming ``file:row``."""
     path, root = Path(path), Path(root)
     if not path.is_file():
-        raise VideoDataError(f"{path}: annotation file not found")
+        raise VideoDataError(f"{path}: annotation file not found", kind="annotation")
     index = {name: i for i, name in enumerate(class_names)}
-    records = []
+    out = Annotations()
     with path.open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["path", "label"]:
-            raise VideoDataError(f"{path}:1: expected the header 'path,label'; got {header!r}")
+            raise VideoDataError(f"{path}:1: expected the header 'path,label'; got {header!r}", kind="annotation")
         for row_no, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
             where = f"{path}:{row_no}"
             if len(row) != 2:
-                raise VideoDataError(f"{where}: expected 2 columns (path,label); got {len(row)}: {row!r}")
+                out.problems.append(f"{where}: expected 2 columns (path,label); got {len(row)}: {row!r}")
+                continue
             rel, label = row[0].strip(), row[1].strip()
-            if label in index:
-                y = index[label]
-            elif label.isdigit() and int(label) < len(class_names):
-                y = int(label)
-            else:
-                raise VideoDataError(f"{where}: unknown label {label!r}; not in the {len(class_names)} classes")
-            records.append(VideoRecord(root / rel, y, where))
-    if not records:
-        raise VideoDataError(f"{path}: no videos listed")
-    return records
+            y = resolve_label(label, index, len(class_names))
+            if y is None:
+                out.problems.append(f"{where}: unknown label {label!r}; not in the {len(class_names)} classes")
+                continue
+            out.records.append(VideoRecord(root / rel, y, where))
+    return out.raise_if_empty(path)
+
+
+def read_list(path: str | Path, root: str | Path, class_names: list[str]) -> Annotations:
+    """Read ``path label`` lines (the label is the last space-separated field, so paths may hold spaces)."""
+    path, root = Path(path), Path(root)
+    if not path.is_file():
+        raise VideoDataError(f"{path}: annotation file not found", kind="annotation")
+    index = {name: i for i, name in enumerate(class_names)}
+    out = Annotations()
+    for row_no, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{row_no}"
+        parts = line.strip().rsplit(maxsplit=1)
+        if len(parts) != 2:
+            out.problems.append(f"{where}: expected 'path label'; got {line.strip()!r}")
+            continue
+        y = resolve_label(parts[1], index, len(class_names))
+        if y is None:
+            out.problems.append(f"{where}: unknown label {parts[1]!r}; not in the {len(class_names)} classes")
+            continue
+        out.records.append(VideoRecord(root / parts[0], y, where))
+    return out.raise_if_empty(path)
+
+
+def read_csv(path: str | Path, root: str | Path, class_names: list[str]) -> list[VideoRecord]:
+    """:func:`read_csv_rows`, raising one error that lists every bad row."""
+    ann = read_csv_rows(path, root, class_names)
+    if ann.problems:
+        raise VideoDataError("\n".join(ann.problems), kind="annotation")
+    return ann.records

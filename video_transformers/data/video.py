@@ -1,8 +1,16 @@
-"""Decoding through PyTorchVideo's ``EncodedVideo`` (PyAV), with errors that name the file."""
+"""Video decoding, with errors that name the file.
+
+``decode_clip`` reads a time window through PyTorchVideo's ``EncodedVideo`` (PyAV); ``decode_frames`` reads only
+the frames at given indices: it seeks to the keyframe before the first one, decodes forward and seeks again
+across long gaps (TSN-style segment sampling spreads frames over the whole video). ``decoder`` selects PyAV
+(default) or the optional decord / torchcodec backends.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,17 +29,19 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+    frames: int = 0  # frame count from the container, else duration x fps
 
 
 def probe(path: str | Path) -> VideoInfo:
     """Open ``path``, read its video stream's metadata and decode one frame; raise if it cannot."""
     path = Path(path)
     if not path.is_file():
-        raise VideoDataError(f"{path}: video file not found")
+        raise VideoDataError(f"{path}: video file not found", kind="missing")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise VideoDataError(f"{path}: no video stream (audio-only or not a video)")
+                kind = "audio_only" if container.streams.audio else "unreadable"
+                raise VideoDataError(f"{path}: no video stream (audio-only or not a video)", kind=kind)
             stream = container.streams.video[0]
             if stream.duration is not None and stream.time_base is not None:
                 duration = float(stream.duration * stream.time_base)
@@ -40,14 +50,22 @@ def probe(path: str | Path) -> VideoInfo:
             else:
                 duration = 0.0
             fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-            frame = next(container.decode(stream), None)
+            try:
+                frame = next(container.decode(stream), None)
+            except (EOFError, av.error.EOFError):  # a header and no packets
+                frame = None
             if frame is None:
-                raise VideoDataError(f"{path}: decoded 0 frames")
-            return VideoInfo(duration, fps, frame.width, frame.height)
+                raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
+            frames = int(stream.frames or 0) or max(1, round(duration * fps))
+            return VideoInfo(duration, fps, frame.width, frame.height, frames)
     except VideoDataError:
         raise
+    except av.error.EOFError as e:  # FFmpeg found the end of the file before any frame (a header at most)
+        raise VideoDataError(
+            f"{path}: decoded 0 frames (the file ends before its first frame)", kind="zero_frames"
+        ) from e
     except (av.FFmpegError, OSError, StopIteration, ValueError) as e:
-        raise VideoDataError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
+        raise VideoDataError(f"{path}: cannot decode ({type(e).__name__}: {e})", kind="unreadable") from e
 
 
 def decode_clip(path: str | Path, start: float, end: float) -> torch.Tensor:
@@ -61,5 +79,113 @@ def decode_clip(path: str | Path, start: float, end: float) -> torch.Tensor:
     except Exception as e:  # PyAV and PyTorchVideo raise many types; callers get one, with the file
         raise VideoDataError(f"{path}: cannot decode clip [{start:.2f}s, {end:.2f}s) ({type(e).__name__}: {e})") from e
     if clip is None or clip.shape[1] == 0:
-        raise VideoDataError(f"{path}: decoded 0 frames in [{start:.2f}s, {end:.2f}s)")
+        raise VideoDataError(f"{path}: decoded 0 frames in [{start:.2f}s, {end:.2f}s)", kind="zero_frames")
     return clip.to(torch.uint8)
+
+
+DECODERS = ("pyav", "decord", "torchcodec")
+
+
+def check_decoder(decoder: str) -> None:
+    """Raise a clear error when an optional decoding backend is selected but not installed."""
+    if decoder not in DECODERS:
+        raise ValueError(f"data.decoder must be one of {DECODERS}; got {decoder!r}")
+    if decoder != "pyav":
+        try:
+            importlib.import_module(decoder)
+        except ImportError as e:
+            raise VideoDataError(
+                f"data.decoder={decoder!r} needs the {decoder} package, which is not installed"
+                f" (pip install {decoder}); the default decoder is 'pyav'",
+                kind="annotation",
+            ) from e
+
+
+def decode_frames(
+    path: str | Path, indices: Sequence[int], *, decoder: str = "pyav", seek_gap: int = 64
+) -> torch.Tensor:
+    """Frames at 0-based ``indices`` (any order, repeats allowed) as ``(C, T, H, W)`` uint8, ``T = len(indices)``.
+
+    Indices past the last frame give the last frame (clips are clamped to the video, as in SlowFast).
+    """
+    if len(indices) == 0 or min(indices) < 0:
+        raise ValueError(f"{path}: frame indices must be non-empty and >= 0; got {list(indices)}")
+    try:
+        if decoder == "decord":
+            frames = _decode_decord(path, indices)
+        elif decoder == "torchcodec":
+            frames = _decode_torchcodec(path, indices)
+        else:
+            frames = _decode_pyav(path, indices, seek_gap)
+    except VideoDataError:
+        raise
+    except Exception as e:  # backends raise many types; callers get one, with the file
+        raise VideoDataError(f"{path}: cannot decode frames {_span(indices)} ({type(e).__name__}: {e})") from e
+    return frames
+
+
+def _span(indices: Sequence[int]) -> str:
+    return f"{min(indices)}..{max(indices)}" if len(indices) > 1 else str(indices[0])
+
+
+def _decode_pyav(path: str | Path, indices: Sequence[int], seek_gap: int) -> torch.Tensor:
+    wanted = sorted(set(int(i) for i in indices))
+    got: dict[int, torch.Tensor] = {}
+    tail = None  # the last frame decoded: indices past the end take it
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        if fps <= 0:
+            raise VideoDataError(f"{path}: unknown frame rate; cannot index frames")
+        tb, t0 = stream.time_base, stream.start_time or 0
+        k = 0
+        while k < len(wanted):
+            target = wanted[k]
+            container.seek(t0 + int(target / fps / tb), stream=stream, backward=True, any_frame=False)
+            exhausted, count = True, 0
+            for frame in container.decode(stream):
+                idx = round(float((frame.pts - t0) * tb) * fps) if frame.pts is not None else count
+                count, tail = idx + 1, frame
+                if idx < target:
+                    continue
+                image = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                while k < len(wanted) and wanted[k] <= idx:  # a missing index takes the next frame
+                    got[wanted[k]] = image
+                    k += 1
+                if k == len(wanted) or wanted[k] - idx > seek_gap:  # done, or far enough to seek again
+                    exhausted = k == len(wanted)
+                    break
+            if exhausted:
+                break
+        if tail is None and k < len(wanted):  # seeking past the end decodes nothing: read the end from the start
+            container.seek(t0, stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                tail = frame
+    if tail is None:
+        raise VideoDataError(f"{path}: decoded 0 frames at indices {_span(indices)}", kind="zero_frames")
+    last = torch.from_numpy(tail.to_ndarray(format="rgb24"))
+    frames = torch.stack([got.get(int(i), last) for i in indices])  # T H W C
+    return frames.permute(3, 0, 1, 2).contiguous()
+
+
+def _decode_decord(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
+    import decord
+
+    reader = decord.VideoReader(str(path), num_threads=1)
+    n = len(reader)
+    if n == 0:
+        raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
+    batch = reader.get_batch([min(int(i), n - 1) for i in indices]).asnumpy()  # T H W C
+    return torch.from_numpy(batch).permute(3, 0, 1, 2).contiguous()
+
+
+def _decode_torchcodec(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
+    from torchcodec.decoders import VideoDecoder
+
+    dec = VideoDecoder(str(path))
+    n = dec.metadata.num_frames
+    if not n:
+        raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
+    batch = dec.get_frames_at(indices=[min(int(i), n - 1) for i in indices]).data  # T C H W
+    return batch.permute(1, 0, 2, 3).contiguous()

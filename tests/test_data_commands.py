@@ -1,0 +1,106 @@
+"""``vt data resize`` and ``vt data check`` in-process, on tiny real videos."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+
+from tests.test_datasets import write_video
+from video_transformers.commands.data import main, target_size
+from video_transformers.data.video import probe
+
+
+def test_target_size():
+    assert target_size(640, 360, 320) == (568, 320)
+    assert target_size(360, 640, 320) == (320, 568)
+    assert target_size(320, 240, 320) is None  # never upscaled
+
+
+def test_resize_resumable_with_failures_listed(tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_video(src / "train/a/big.mp4", size=(48, 64))
+    write_video(src / "train/b/big.webm", size=(64, 48), num_frames=6)
+    write_video(src / "train/b/small.mp4", size=(24, 32))
+    (src / "train/a/broken.mp4").write_bytes(b"not a video")
+    (src / "train.csv").write_text("path,label\ntrain/a/big.mp4,a\n")
+    assert main(["resize", str(src), str(dst), "--short-side", "32", "--workers", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "2 resized, 1 copied" in out and "1 failed" in out and "broken.mp4: failed:" in out
+    big = probe(dst / "train/a/big.mp4")
+    assert (big.width, big.height) == (42, 32)  # short side 32, even sides
+    info = probe(dst / "train/b/big.webm")
+    assert (info.width, info.height, info.frames) == (32, 42, 6)
+    assert (dst / "train/b/small.mp4").read_bytes() == (src / "train/b/small.mp4").read_bytes()
+    assert (dst / "train.csv").read_text() == (src / "train.csv").read_text()
+    assert not list(dst.rglob(".*partial*")) and not (dst / "train/a/broken.mp4").exists()
+    # a second run only retries what is not finished
+    before = (dst / "train/a/big.mp4").stat().st_mtime_ns
+    assert main(["resize", str(src), str(dst), "--short-side", "32", "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "0 resized, 0 copied" in out and "3 already done" in out and "1 failed" in out
+    assert (dst / "train/a/big.mp4").stat().st_mtime_ns == before
+
+
+def _audio_only(path):
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for _ in range(4):
+            frame.pts = None
+            c.mux(stream.encode(frame))
+        c.mux(stream.encode())
+
+
+def _zero_frames(path):
+    c = av.open(str(path), "w")
+    stream = c.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+    c.start_encoding()
+    c.close()
+
+
+def test_check_lists_every_problem_with_counts(tmp_path, capsys):
+    root = tmp_path / "ds"
+    write_video(root / "ok.mp4", num_frames=12)
+    write_video(root / "ok2.mp4", num_frames=12)
+    write_video(root / "short.mp4", num_frames=3)
+    (root / "trunc.mp4").write_bytes((root / "ok.mp4").read_bytes()[:300])
+    _audio_only(root / "audio.mp4")
+    _zero_frames(root / "zero.mkv")
+    (root / "classes.txt").write_text("a\nb\n")
+    rows = [
+        "ok.mp4,a",
+        "gone.mp4,a",
+        "short.mp4,b",
+        "trunc.mp4,a",
+        "audio.mp4,b",
+        "zero.mkv,a",
+        "ok.mp4,b",
+        "ok2.mp4,c",
+        "ok2.mp4,a,extra",
+    ]
+    (root / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "data.yaml").write_text(f"data:\n  dataset: csv\n  root: {root}\n  sampling: u8\n")
+    assert main(["check", "--config", str(tmp_path / "data.yaml"), "--splits", "train", "val"]) == 1
+    out = capsys.readouterr().out
+    assert "[train] (train): 9 listed, 1 usable, 8 problems" in out
+    expected = {
+        "annotation: 2": ["train.csv:9: unknown label 'c'", "train.csv:10: expected 2 columns"],
+        "missing: 1": ["train.csv:3: ", "gone.mp4: video file not found"],
+        "unreadable: 1": ["trunc.mp4: cannot decode"],
+        "zero-frames: 1": ["zero.mkv: decoded 0 frames"],
+        "audio-only: 1": ["audio.mp4: no video stream"],
+        "too-short: 1": ["short.mp4: video has 3 frames; u8 sampling needs >= 8"],
+        "duplicate: 1": ["train.csv:8: duplicated id", "(first listed at", "train.csv:2)"],
+    }
+    for heading, parts in expected.items():
+        assert heading in out, heading
+        assert all(p in out for p in parts), parts
+    assert "[val] cannot read annotations:" in out and "val.csv: annotation file not found" in out
+    # the same from --root / --format, and a clean split exits 0
+    (root / "train.csv").write_text("path,label\nok.mp4,a\nok2.mp4,b\n")
+    assert main(["check", "--root", str(root), "--format", "csv", "--splits", "train"]) == 0
+    assert "no problems found" in capsys.readouterr().out
+    assert main(["check", "--root", str(tmp_path / "nowhere"), "--format", "csv"]) == 2
+    assert "classes.txt: class list not found" in capsys.readouterr().err

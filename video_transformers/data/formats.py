@@ -1,0 +1,66 @@
+"""``data.dataset`` names -> the reader of that layout: ``class_names(root)`` and ``read(root, split, names)``.
+
+Layouts are documented in each reader's module and in docs/datasets.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from video_transformers.data import folder, hmdb51, kinetics, ssv2, synthetic, ucf101
+from video_transformers.data.annotations import Annotations, read_class_names, read_csv_rows, read_list
+
+
+@dataclass(frozen=True)
+class Format:
+    class_names: Callable[[Path], list[str]]
+    read: Callable[[Path, str, list[str]], Annotations]
+
+
+def _csv(root: Path, split: str, names: list[str]) -> Annotations:
+    return read_csv_rows(root / f"{split}.csv", root, names)
+
+
+def _list(root: Path, split: str, names: list[str]) -> Annotations:
+    return read_list(root / f"{split}.txt", root, names)
+
+
+def _classes_txt(root: Path) -> list[str]:
+    return read_class_names(root / "classes.txt")
+
+
+DATASETS = (
+    "embedded",
+    "csv",
+    "list",
+    "folder",
+    "kinetics400",
+    "kinetics600",
+    "kinetics700",
+    "ssv2",
+    "ucf101",
+    "hmdb51",
+)
+
+
+def get_format(name: str, *, split_id: int = 1) -> Format:
+    if name == "embedded":
+        return Format(lambda root: list(synthetic.CLASS_NAMES), _csv)
+    if name == "csv":
+        return Format(_classes_txt, _csv)
+    if name == "list":
+        return Format(_classes_txt, _list)
+    if name == "folder":
+        return Format(folder.class_names, folder.read_split)
+    if name.startswith("kinetics") and name[8:] in ("400", "600", "700"):
+        return Format(partial(kinetics.class_names, variant=int(name[8:])), kinetics.read_split)
+    if name == "ssv2":
+        return Format(ssv2.class_names, ssv2.read_split)
+    if name == "ucf101":
+        return Format(ucf101.class_names, partial(ucf101.read_split, split_id=split_id))
+    if name == "hmdb51":
+        return Format(partial(hmdb51.class_names, split_id=split_id), partial(hmdb51.read_split, split_id=split_id))
+    raise ValueError(f"data.dataset must be one of {DATASETS}; got {name!r}")
