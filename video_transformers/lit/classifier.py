@@ -79,12 +79,15 @@ class VideoClassifier(L.LightningModule):
     # -- training -----------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["video"])
+        # labels are class indices (B,) or, after mixup/cutmix, (B, C) probabilities: cross_entropy takes both
+        # and smooths either; accuracy counts the dominant class of a soft target
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        hard = batch["label"].argmax(-1) if batch["label"].is_floating_point() else batch["label"]
         n = len(batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         for name in ("acc1", f"acc{self.top_k}"):
             metric = self.metrics[f"train_{name}"]
-            metric(logits.detach(), batch["label"])
+            metric(logits.detach(), hard)
             self.log(f"train/{name}", metric, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
