@@ -10,12 +10,19 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from video_transformers.data import VideoDataModule
 from video_transformers.lit import VideoClassifier
 from video_transformers.lit.callbacks import LogConfig
+from video_transformers.lit.checkpoint_io import CLI_TRUST_HINT, AtomicCheckpointIO
+from video_transformers.lit.interrupt import GracefulInterrupt, TrainingInterrupted
+from video_transformers.safety.checkpoints import safe_torch_load
+from video_transformers.safety.metadata import validate_hparams
 
 
 class VideoTransformersCLI(LightningCLI):
@@ -24,6 +31,54 @@ class VideoTransformersCLI(LightningCLI):
         parser.link_arguments("data.crop_size", "model.img_size")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.add_argument(
+            "--trust_checkpoint",
+            type=bool,
+            default=False,
+            help="Allow full unpickling of --ckpt_path (it can run code stored in the file): only for trusted files",
+        )
+
+    # -- issue 9: checkpoints are read weights-only, written atomically; fit stops cleanly on signals --
+    def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 (jsonargparse types)
+        self.argv = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]  # for the resume command
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's merge of the checkpoint's hyper-parameters into the config, reading the file with
+        :func:`safe_torch_load` and validating the hyper-parameters (types, class names, sizes) first."""
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        trust = bool(self.config[self.config.subcommand].get("trust_checkpoint", False))
+        ckpt = safe_torch_load(ckpt_path, trust=trust, hint=CLI_TRUST_HINT)
+        hparams = dict(validate_hparams(ckpt.get("hyper_parameters", {}), where=str(ckpt_path)))
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
+
+    def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201 (LightningCLI signature)
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        plugins = kwargs.get("plugins", trainer_config.get("plugins"))
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO(trust=bool(self._get(self.config, "trust_checkpoint", default=False))))
+        kwargs["plugins"] = plugins
+        if self.subcommand == "fit":
+            callbacks = kwargs.get("callbacks", trainer_config.get("callbacks"))
+            callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, list) else [callbacks]
+            if not any(isinstance(c, GracefulInterrupt) for c in callbacks):
+                callbacks.append(GracefulInterrupt(argv=getattr(self, "argv", None)))
+            kwargs["callbacks"] = callbacks
+        return super().instantiate_trainer(**kwargs)
 
 
 def run_cli(args: list[str] | None = None) -> VideoTransformersCLI:
@@ -61,7 +116,14 @@ def main(args: list[str] | None = None) -> None:
                 raise
             sys.exit(f"vt {argv[0]}: not available in this version")
         sys.exit(module.main(argv[1:]))
-    run_cli(argv)
+    try:
+        run_cli(argv)
+    except TrainingInterrupted as e:  # the checkpoint is saved; say how to resume, exit as a shell would
+        sys.stderr.write(e.message + "\n")
+        sys.exit(e.exit_code)
+    except SIGTERMException:  # Lightning stopped outside training batches (e.g. in the sanity check)
+        sys.stderr.write("vt: interrupted by SIGTERM before a training step completed; no checkpoint written\n")
+        sys.exit(143)
 
 
 if __name__ == "__main__":

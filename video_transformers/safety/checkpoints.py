@@ -28,18 +28,54 @@ class UntrustedCheckpointError(CheckpointError):
     """The file holds pickled objects beyond tensors and plain containers, and ``trust`` was not given."""
 
 
+def _numpy_globals() -> list:
+    """Numeric numpy arrays and scalars (RNG states, official checkpoints' epoch counters): rebuilding them
+    runs no stored code, and the elements of object arrays still go through the weights-only unpickler."""
+    try:
+        import numpy as np
+    except ImportError:
+        return []
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [
+        type(np.dtype(t))
+        for t in (
+            np.bool_,
+            np.int8,
+            np.int16,
+            np.int32,
+            np.int64,
+            np.uint8,
+            np.uint16,
+            np.uint32,
+            np.uint64,
+            np.float16,
+            np.float32,
+            np.float64,
+        )
+    ]
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
+def _reason(e: Exception) -> str:
+    """The line of torch's weights-only error that names what was refused."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    named = [ln for ln in lines if "Unsupported" in ln or "global" in ln.lower()]
+    return (named or lines or [type(e).__name__])[0][:300]
+
+
 def safe_torch_load(
     source: str | Path | IO[bytes], *, trust: bool = False, map_location: Any = "cpu", hint: str = TRUST_HINT
 ) -> Any:
     """``torch.load(source, weights_only=True)``; full unpickling only with ``trust=True``."""
     name = getattr(source, "name", source)
     try:
-        return torch.load(source, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if not trust:
             raise UntrustedCheckpointError(
                 f"{name}: refused to unpickle: it holds objects beyond tensors and plain containers, and loading"
-                f" them could run code ({str(e).splitlines()[-1][:200]}). {hint[0].upper()}{hint[1:]}."
+                f" them could run code ({_reason(e)}). {hint[0].upper()}{hint[1:]}."
             ) from e
         log.warning("%s: loading with full unpickling (trust=True): this runs code stored in the file", name)
         if hasattr(source, "seek"):
