@@ -7,6 +7,7 @@ stage. Validation and test scores are aggregated per video over all views (see `
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import lightning as L
@@ -19,6 +20,37 @@ from torchmetrics.classification import MulticlassAccuracy
 from video_transformers.lit.multiview import ViewCollector, aggregate_views, parse_rule
 from video_transformers.lit.schedule import warmup_cosine
 from video_transformers.models import create_model
+from video_transformers.pretrained.image_init import init_from_image
+from video_transformers.pretrained.lightning_ckpt import SPEC_KEY, backbone_from_source
+
+_STACKS = ("blocks", "spatial.blocks", "encoder.blocks", "temporal.blocks")  # bottom to top
+_EMBEDDINGS = ("patch_embed", "pos_embed", "cls_token", "time_embed", "temporal_pos_embed", "temporal_cls_token")
+
+
+def layer_ids(model: torch.nn.Module) -> tuple[dict[str, int], int]:
+    """Depth of each parameter for layer-wise lr decay, and the number of blocks ``L``.
+
+    Embeddings are layer 0, ``blocks.N`` / ``spatial.blocks.N`` / ``encoder.blocks.N`` are ``N + 1``;
+    ``temporal.blocks.N`` sit on top of the spatial stack (ViViT Model 2); everything else (head, final
+    norms, UniFormerV2's global blocks that read all the stack's levels) is ``L + 1``.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    pattern = re.compile(rf"^({'|'.join(re.escape(s) for s in _STACKS)})\.(\d+)\.")
+    depth = {s: 0 for s in _STACKS}
+    for n in names:
+        if m := pattern.match(n):
+            depth[m[1]] = max(depth[m[1]], int(m[2]) + 1)
+    offset = {"blocks": 0, "spatial.blocks": 0, "encoder.blocks": 0, "temporal.blocks": depth["spatial.blocks"]}
+    num_layers = max(depth["blocks"], depth["encoder.blocks"], depth["spatial.blocks"] + depth["temporal.blocks"])
+    ids = {}
+    for n in names:
+        if m := pattern.match(n):
+            ids[n] = offset[m[1]] + int(m[2]) + 1
+        elif n.split(".")[0] in _EMBEDDINGS:
+            ids[n] = 0
+        else:
+            ids[n] = num_layers + 1
+    return ids, num_layers
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -31,11 +63,20 @@ class VideoClassifier(L.LightningModule):
     Args:
         backbone: registered model name (``video_transformers.list_models()``).
         backbone_kwargs: overrides of the registered configuration (depth, width, drop-path, ...).
-        num_classes / num_frames / img_size / class_names: linked from the data module by ``vt``.
+        num_classes / num_frames / img_size / class_names: linked from the data module by ``vt``
+            (``num_classes=None``: the ``init_from`` checkpoint's, else 400).
+        pretrained: image weights (timm name or local file) loaded with the family's image-init filter.
+        init_from: any ``from_pretrained`` source (HF folder, official .pyth / UniFormerV2 .pth, this suite's
+            .ckpt); the backbone's architecture is the checkpoint's (``backbone`` is ignored,
+            ``backbone_kwargs`` override it) and a different class count gets a new head.
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016).
         optimizer: optimizer factory, called with parameter groups.
         warmup_epochs / min_lr_ratio: the warm-up + cosine schedule.
         aggregate: per-video rule over views, ``{logits,softmax}_{mean,sum,max}``.
+        grad_checkpointing: recompute block activations in backward (``set_grad_checkpointing``).
+        compile: ``torch.compile`` the backbone in place (state-dict keys unchanged).
+        layer_decay: layer-wise lr decay (BEiT, Bao et al. 2022): block ``i`` of ``L`` gets
+            ``lr * layer_decay ** (L + 1 - i)``, embeddings ``i = 0``, head and final norms ``i = L + 1``.
     """
 
     def __init__(
@@ -43,24 +84,49 @@ class VideoClassifier(L.LightningModule):
         *,
         backbone: str = "vivit_base_factorised_encoder_16x2",
         backbone_kwargs: dict[str, Any] | None = None,
-        num_classes: int = 400,
+        num_classes: int | None = None,
         num_frames: int | None = None,
         img_size: int | None = None,
         class_names: list[str] | None = None,
+        pretrained: str | None = None,
+        init_from: str | None = None,
         label_smoothing: float = 0.1,
         optimizer: OptimizerCallable = default_optimizer,
         warmup_epochs: float = 1.0,
         min_lr_ratio: float = 0.01,
         aggregate: str = "softmax_mean",
+        grad_checkpointing: bool = False,
+        compile: bool = False,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__()
         parse_rule(aggregate)
-        if class_names is not None and len(class_names) != num_classes:
+        if class_names is not None and num_classes is not None and len(class_names) != num_classes:
             raise ValueError(f"model.class_names has {len(class_names)} names but num_classes is {num_classes}")
+        if class_names is not None and num_classes is None and init_from is not None:
+            num_classes = len(class_names)  # the names state the classes; the checkpoint's head follows them
         self.save_hyperparameters(ignore=["optimizer"])
         sizes = {k: v for k, v in dict(num_frames=num_frames, img_size=img_size).items() if v is not None}
-        self.model = create_model(backbone, num_classes=num_classes, **{**sizes, **(backbone_kwargs or {})})
-        self.model.class_names = class_names
+        if pretrained is not None and init_from is not None:
+            raise ValueError("model.pretrained (image weights) and model.init_from (a checkpoint) exclude each other")
+        self.backbone_spec = None  # how to rebuild a backbone that no registry name describes (init_from)
+        if init_from is None:
+            num_classes = 400 if num_classes is None else num_classes
+            self.model = create_model(backbone, num_classes=num_classes, **{**sizes, **(backbone_kwargs or {})})
+            if pretrained is not None:
+                init_from_image(self.model, pretrained)
+        else:
+            kwargs = {**sizes, **(backbone_kwargs or {})}
+            self.model, self.backbone_spec = backbone_from_source(init_from, num_classes=num_classes, **kwargs)
+        num_classes = self.hparams.num_classes = self.model.num_classes
+        if class_names is not None:
+            self.model.class_names = class_names
+        if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+            raise ValueError(f"model.layer_decay must be in (0, 1]; got {layer_decay}")
+        if grad_checkpointing:
+            self.model.set_grad_checkpointing(True)
+        if compile:
+            self.model.compile()  # in place: keeps the state-dict keys of the uncompiled model
         self.optimizer_factory = optimizer
         k = min(5, num_classes)
         self.metrics = torch.nn.ModuleDict(
@@ -72,9 +138,21 @@ class VideoClassifier(L.LightningModule):
         )
         self.top_k = k
         self.collector = ViewCollector()
+        # Last per-video (scores, labels) per stage, for callbacks (confusion matrix, per-class accuracy).
+        self.last_aggregated: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.model(video)
+
+    @property
+    def input_normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Mean/std the backbone's weights expect; the data module uses them when its own are None."""
+        return tuple(self.model.mean), tuple(self.model.std)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Read by from_pretrained: normalisation, and the architecture of an init_from backbone.
+        norm = {"mean": list(self.model.mean), "std": list(self.model.std)}
+        checkpoint[SPEC_KEY] = {**(self.backbone_spec or {}), **norm}
 
     # -- training -----------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -145,6 +223,7 @@ class VideoClassifier(L.LightningModule):
         _, scores, labels, counts = aggregate_views(
             views["logits"], views["video_index"], views["view_index"], views["labels"], self.hparams.aggregate
         )
+        self.last_aggregated[stage] = (scores.detach().cpu(), labels.detach().cpu())
         acc1 = self.metrics[f"{stage}_acc1"](scores, labels)
         acck = self.metrics[f"{stage}_acc{self.top_k}"](scores, labels)
         self.metrics[f"{stage}_acc1"].reset()
@@ -158,12 +237,23 @@ class VideoClassifier(L.LightningModule):
     # -- optimisation -------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:
         skip = self.model.no_weight_decay() if hasattr(self.model, "no_weight_decay") else set()
-        decay, no_decay = [], []
+        layers, num_layers = layer_ids(self.model)
+        decay = self.hparams.layer_decay
+        groups: dict[tuple[int, bool], dict] = {}
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+            no_wd = p.ndim <= 1 or name in skip
+            layer = layers[name] if decay is not None else 0
+            group = groups.setdefault((layer, no_wd), {"params": [], "lr_scale": 1.0})
+            group["params"].append(p)
+            if no_wd:
+                group["weight_decay"] = 0.0
+            if decay is not None:
+                group["lr_scale"] = decay ** (num_layers + 1 - layer)
+        optimizer = self.optimizer_factory([groups[k] for k in sorted(groups)])
+        for group in optimizer.param_groups:  # before the scheduler records each group's initial lr
+            group["lr"] *= group["lr_scale"]
         total = int(self.trainer.estimated_stepping_batches)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         warmup = round(self.hparams.warmup_epochs * total / epochs)
