@@ -1,0 +1,236 @@
+"""``vt sweep``: run a W&B sweep definition locally, without a W&B server (grid and random search).
+
+    vt sweep configs/sweeps/attention_schemes.yaml [--max-runs N] [--override trainer.max_epochs=2 ...]
+             [--output runs/sweeps/NAME] [--seed 0] [--markdown docs/sweep_results.md] [--dry-run]
+
+Each run is the sweep's ``command`` with the agent's macros expanded (the same process ``wandb agent`` would
+start), plus ``--override`` values and a per-run output folder and logger name; then ``vt test`` on the run's
+best checkpoint. Runs log like any other ``vt fit`` (W&B offline without credentials, or whatever logger the
+config or an override names). The sweep ends with a comparison table, ``results.csv`` / ``results.md`` /
+``results.png`` in the output folder: test top-1, top-1 and direction accuracy on the time-reversed class
+pairs, parameters and GFLOPs per view, training clips/s and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from video_transformers.sweeps import SweepError, expand_command, format_value, load_sweep, runs
+
+COLUMNS = [
+    ("test_acc1", "test top-1 (%)", 100.0),
+    ("pair_acc1", "top-1 on reversed pairs (%)", 100.0),
+    ("direction_acc", "pair direction (%)", 100.0),
+    ("params_m", "params (M)", 1.0),
+    ("gflops", "GFLOPs/view", 1.0),
+    ("clips_per_s", "train clips/s", 1.0),
+    ("peak_mem_mb", "peak mem (MB)", 1.0),
+    ("fit_s", "fit time (s)", 1.0),
+]
+
+
+def _label(params: dict[str, Any]) -> str:
+    parts = []
+    for v in params.values():
+        text = Path(v).stem if isinstance(v, str) and v.endswith((".yaml", ".yml")) else format_value(v)
+        parts.append(re.sub(r"[^A-Za-z0-9_.=-]+", "_", text.rsplit("/", 1)[-1]))
+    return "-".join(parts)[:120]
+
+
+def _parse_override(text: str) -> str:
+    if "=" not in text or text.startswith("-"):
+        raise SweepError(f"--override {text!r}: expected KEY=VALUE, e.g. trainer.max_epochs=2")
+    return f"--{text}"
+
+
+def _check_configs(argv: list[str]) -> None:
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else argv[i + 1] if arg == "--config" else None
+        if path is not None and not Path(path).is_file():
+            raise SweepError(f"{path}: config named by the sweep command not found (run vt sweep from the repo root)")
+
+
+def _newest(root: Path, name: str) -> Path | None:
+    found = sorted(root.rglob(name), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _model_cost(ckpt: Path) -> dict[str, float]:
+    """Parameters (M) and GFLOPs per view of the checkpoint's model, counted on the meta device."""
+    try:
+        import torch
+
+        from video_transformers.utils.profile import build_model, count_flops, count_params, video_input_shape
+    except ImportError:
+        return {}
+    h = torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
+    sizes = {k: h[k] for k in ("num_frames", "img_size") if h.get(k) is not None}
+    model = build_model(h["backbone"], num_classes=h["num_classes"], **{**sizes, **(h.get("backbone_kwargs") or {})})
+    x = torch.empty(video_input_shape(model), device="meta")
+    return {"params_m": count_params(model) / 1e6, "gflops": count_flops(model, x).gflops}
+
+
+def _run(argv: list[str], log_path: Path, env: dict[str, str]) -> tuple[int, float]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        log.write(" ".join(argv) + "\n\n")
+        log.flush()
+        rc = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return rc, time.perf_counter() - start
+
+
+def run_one(config: dict, params: dict, index: int, out: Path, overrides: list[str]) -> dict[str, Any]:
+    name = config.get("name", "sweep")
+    label = f"{index:02d}_{_label(params)}"
+    run_dir = out / label
+    fit = expand_command(config, params) + overrides
+    if "fit" not in fit:
+        raise SweepError(f"sweep {name}: the command must run `vt fit` (no 'fit' in {fit})")
+    _check_configs(fit)
+    per_run = [f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}"]
+    env = dict(os.environ, WANDB_RUN_GROUP=name, WANDB_SILENT="true")
+    row: dict[str, Any] = {"run": label, **params}
+    rc, seconds = _run(fit + per_run + [f"--trainer.logger.init_args.name={name}-{label}"], run_dir / "fit.log", env)
+    row["fit_s"] = seconds
+    ckpt = _newest(run_dir, "best.ckpt") or _newest(run_dir, "last.ckpt")
+    if rc != 0 or ckpt is None:
+        row["status"] = f"fit failed (exit {rc}; see {run_dir / 'fit.log'})"
+        return row
+    i = fit.index("fit")
+    test = fit[:i] + ["test"] + fit[i + 1 :] + per_run
+    test += [f"--trainer.logger.init_args.name={name}-{label}-test", f"--ckpt_path={ckpt}"]
+    rc, _ = _run(test, run_dir / "test.log", dict(env, WANDB_JOB_TYPE="test"))
+    summary = ckpt.parent / "test_summary.json"
+    if rc != 0 or not summary.is_file():
+        row["status"] = f"test failed (exit {rc}; see {run_dir / 'test.log'})"
+        return row
+    test_summary = json.loads(summary.read_text())
+    row |= {"test_acc1": test_summary["acc1"], "videos": test_summary["videos"]}
+    row |= {k: test_summary[k] for k in ("pair_acc1", "direction_acc") if k in test_summary}
+    train = ckpt.parent / "train_summary.json"
+    if train.is_file():
+        row |= {k: v for k, v in json.loads(train.read_text()).items() if k in ("clips_per_s", "peak_mem_mb")}
+    row |= _model_cost(ckpt)
+    row |= {"status": "ok", "checkpoint": str(ckpt)}
+    return row
+
+
+def _fmt(value: Any, scale: float) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        v = value * scale
+        return f"{v:.1f}" if scale != 1.0 or abs(v) >= 10 else f"{v:.3g}"
+    return str(value)
+
+
+def write_table(rows: list[dict], params: list[str], out: Path, title: str) -> str:
+    """Write ``results.csv``, ``results.md`` and ``results.png``; return the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ["run", *params, *[k for k, _, _ in COLUMNS], "videos", "status", "checkpoint"]
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    head = [p.rsplit(".", 1)[-1] for p in params] + [h for _, h, _ in COLUMNS]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [_fmt(r.get(p), 1.0) for p in params] + [_fmt(r.get(k), s) for k, _, s in COLUMNS]
+        if r.get("status") != "ok":
+            cells[-1] += f" ({r.get('status')})"
+        lines.append("| " + " | ".join(cells) + " |")
+    md = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(md)
+    _plot(rows, out / "results.png", title)
+    return md
+
+
+def _plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return
+    names = [re.sub(r"^\d+_", "", r["run"]).replace("timesformer_base_", "").replace("_8x224", "") for r in ok]
+    series = [("test_acc1", "test top-1"), ("pair_acc1", "top-1, reversed pairs"), ("direction_acc", "direction")]
+    series = [(k, n) for k, n in series if any(k in r for r in ok)]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(ok) + 2), 3.8))
+    width = 0.8 / len(series)
+    for j, (key, label) in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(ok))]
+        bars = ax.bar(xs, [100 * r.get(key, float("nan")) for r in ok], width, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.axhline(50, color="grey", ls="--", lw=0.8, label="direction chance")
+    ax.set_xticks(range(len(ok)), names, rotation=15, fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vt sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep", help="W&B sweep YAML (method grid or random)")
+    parser.add_argument("--max-runs", type=int, default=None, help="stop after N runs (grid: the first N)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra vt argument for every run, e.g. trainer.max_epochs=2 (repeatable)",
+    )
+    parser.add_argument("--output", default=None, help="output folder (default runs/sweeps/<sweep name>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random search")
+    parser.add_argument("--markdown", default=None, help="also write the Markdown table to this file")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
+    args = parser.parse_args(argv)
+    try:
+        config = load_sweep(args.sweep)
+        if args.max_runs is not None and args.max_runs < 1:
+            raise SweepError(f"--max-runs must be >= 1; got {args.max_runs}")
+        overrides = [_parse_override(o) for o in args.override]
+        plan = runs(config, max_runs=args.max_runs, seed=args.seed)
+    except SweepError as e:
+        print(f"vt sweep: {e}", file=sys.stderr)
+        return 2
+    name = config.get("name", Path(args.sweep).stem)
+    out = Path(args.output or Path("runs/sweeps") / name)
+    if args.dry_run:
+        for i, params in enumerate(plan):
+            print(" ".join(expand_command(config, params) + overrides), f"# run {i}")
+        return 0
+    rows = []
+    for i, params in enumerate(plan):
+        print(f"[{i + 1}/{len(plan)}] {name}: {params}", flush=True)
+        try:
+            row = run_one(config, params, i, out, overrides)
+        except SweepError as e:
+            print(f"vt sweep: {e}", file=sys.stderr)
+            return 2
+        rows.append(row)
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "checkpoint"}
+        print(f"    -> {shown}", flush=True)
+    title = f"{name}: {len(rows)} runs ({config['method']})"
+    md = write_table(rows, list(config["parameters"]), out, title)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(md)
+    print(md)
+    print(f"results: {out / 'results.csv'}, {out / 'results.md'}, {out / 'results.png'}")
+    return 0 if all(r.get("status") == "ok" for r in rows) else 1
