@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from video_transformers.data import VideoDataModule
 from video_transformers.lit import VideoClassifier
-from video_transformers.lit.callbacks import LogConfig
+from video_transformers.lit.callbacks import TRACKING_CALLBACKS, LogConfig
 from video_transformers.lit.checkpoint_io import CLI_TRUST_HINT, AtomicCheckpointIO
 from video_transformers.lit.interrupt import GracefulInterrupt, TrainingInterrupted
 from video_transformers.safety.checkpoints import safe_torch_load
@@ -27,6 +27,8 @@ from video_transformers.safety.metadata import validate_hparams
 
 class VideoTransformersCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
+        for key, callback in TRACKING_CALLBACKS.items():  # always on; configurable as --<key>.<arg>
+            parser.add_lightning_class_args(callback, key)
         parser.link_arguments("data.num_frames", "model.num_frames")
         parser.link_arguments("data.crop_size", "model.img_size")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")

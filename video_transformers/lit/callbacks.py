@@ -8,8 +8,8 @@
   after validation and test, logged to the logger and saved as PNG/CSV/JSON next to the checkpoints.
 * :class:`ResumeState`: RNG states in the checkpoint, so a resumed run draws the same data order and
   augmentations as an uninterrupted one.
-* :class:`PreemptionCheckpoint`: on SIGTERM (Lightning's signal connector) or SIGUSR1, stop after the
-  current step and write ``last.ckpt`` so ``vt fit --ckpt_path last`` resumes.
+* :class:`PreemptionCheckpoint`: on SIGUSR1, stop after the current step and write ``last.ckpt`` so
+  ``vt fit --ckpt_path last`` resumes (SIGTERM/SIGINT: ``lit/interrupt.py``'s ``GracefulInterrupt``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -350,9 +349,10 @@ class ResumeState(Callback):
 
 
 class PreemptionCheckpoint(Callback):
-    """Graceful stop: on SIGTERM (Lightning's signal connector raises ``SIGTERMException`` after the current
-    step) or SIGUSR1 (handled here unless Lightning's SLURM requeue owns it), save ``last.ckpt`` in the
-    checkpoint folder, which ``vt fit --ckpt_path last`` resumes from."""
+    """Graceful stop on SIGUSR1 (cluster preemption notice, e.g. SLURM ``--signal=USR1@90``): finish the current
+    step, save ``last.ckpt`` in the checkpoint folder (``vt fit --ckpt_path last`` resumes from it) and end
+    ``fit``. SIGTERM/SIGINT are :class:`video_transformers.lit.interrupt.GracefulInterrupt`'s (installed by
+    ``vt fit``); when Lightning's SLURM auto-requeue already owns SIGUSR1, its handler is left in place."""
 
     def __init__(self, *, filename: str = "last") -> None:
         self.filename = filename
@@ -377,11 +377,6 @@ class PreemptionCheckpoint(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._usr1:
-            self._save(trainer)
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
-            rank_zero_info("SIGTERM: saving a checkpoint before exiting")
             self._save(trainer)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
