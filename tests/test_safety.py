@@ -197,3 +197,21 @@ def test_absurd_model_sizes_fail_before_allocation(overrides, message):
 def test_tiny_models_still_build():
     model = create_model("timesformer_base_divided_8x224", **get_entry("timesformer_base_divided_8x224").tiny)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_vt_test_refuses_code_running_checkpoint(tmp_path, monkeypatch):
+    """``vt test --ckpt_path`` reads the file (for its hyper-parameters) weights-only, before building anything."""
+    from tests.conftest import REPO
+    from video_transformers.cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "ran"
+    path = _evil_checkpoint(tmp_path / "evil.ckpt", marker, hyper_parameters={"num_classes": 12})
+    config = str(REPO / "configs" / "vivit_factorised.yaml")
+    with pytest.raises(UntrustedCheckpointError, match=r"evil\.ckpt: refused to unpickle.*--trust_checkpoint true"):
+        run_cli(["test", "--config", config, "--ckpt_path", str(path)])
+    assert not marker.exists()
+    bad = tmp_path / "bad_meta.ckpt"
+    torch.save({"hyper_parameters": {"num_classes": 2, "class_names": ["a", 3]}, "state_dict": {}}, bad)
+    with pytest.raises(MetadataError, match=r"bad_meta\.ckpt: hyper_parameters\['class_names'\]\[1\]"):
+        run_cli(["test", "--config", config, "--ckpt_path", str(bad)])
