@@ -198,21 +198,22 @@ def test_expand_paths(tmp_path):
     assert problems == [(str(tmp_path / "nope*"), f"{tmp_path / 'nope*'}: no file matches this pattern")]
 
 
-def test_streaming_equals_recomputing_each_window(checkpoint, long_video):
+@pytest.mark.parametrize(("stride_s", "batch_size"), [(0.25, 3), (0.25, 5), (0.5, 4)])
+def test_streaming_equals_recomputing_each_window(checkpoint, long_video, stride_s, batch_size):
     lm = load_model(checkpoint)
     frames = list(iter_grid_frames(long_video, lm.spec))
     assert len(frames) == 64  # 8 s at 16 fps, one frame in 2
-    stride = stride_frames(lm.spec, 0.25, multiple=2)  # one tubelet
+    stride = stride_frames(lm.spec, stride_s, multiple=2)  # whole tubelets
     full = list(ClipWindowScorer(lm, batch_size=5).run(iter(frames), stride, long_video))
-    stream = FactorisedEncoderStream(lm, batch_size=3)
+    stream = FactorisedEncoderStream(lm, batch_size=batch_size)  # batch 5: windows wait between flushes
     reused = list(stream.run(iter(frames), stride, long_video))
-    assert [w for w, _ in full] == [w for w, _ in reused] and len(full) == (64 - 8) // 2 + 1
+    assert [w for w, _ in full] == [w for w, _ in reused] and len(full) == (64 - 8) // stride + 1
     torch.testing.assert_close(
         torch.stack([lg for _, lg in reused]), torch.stack([lg for _, lg in full]), rtol=1e-5, atol=1e-5
     )
     assert stream.spatial_calls == 32  # every tubelet encoded once, not 4 times per window
     # and the full scorer equals the model on a clip cut by hand
-    clip = torch.stack(frames[6:14], dim=1)[None]
+    clip = torch.stack(frames[3 * stride : 3 * stride + 8], dim=1)[None]
     torch.testing.assert_close(full[3][1], lm.logits(clip)[0])
 
 

@@ -121,7 +121,8 @@ class FactorisedEncoderStream:
                 batch, ready[:] = ready[: self.batch_size], ready[self.batch_size :]
                 x = torch.stack([torch.stack([feats[w.first // self.ts + i] for i in range(self.t)]) for w in batch])
                 yield from zip(batch, self._temporal(x), strict=True)
-            for k in [k for k in feats if k < next_window * step]:  # no later window starts before k
+            oldest = ready[0].first // self.ts if ready else next_window * step  # first tubelet still needed
+            for k in [k for k in feats if k < oldest]:
                 del feats[k]
 
         seen = 0
