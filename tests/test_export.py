@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.test_predict import make_checkpoint
-from video_transformers.inference.export import FORMATS, export_model, load_exported, max_abs_diff
+from video_transformers.inference.export import FORMATS, SUFFIX, export_model, load_exported, max_abs_diff
 from video_transformers.models import create_model, get_entry
 
 FAMILIES = ["vivit_base_factorised_encoder_16x2", "timesformer_base_divided_8x224", "uniformerv2_b16_8x224"]
@@ -20,7 +20,7 @@ def test_every_format_matches_eager(name, tmp_path):
     torch.manual_seed(0)
     model = create_model(name, **get_entry(name).tiny, num_classes=7).eval()
     for fmt in FORMATS:
-        path = export_model(model, fmt, tmp_path / f"{name}.{fmt}")
+        path = export_model(model, fmt, tmp_path / f"{name}{SUFFIX[fmt]}")
         diffs = max_abs_diff(model, path, fmt, batches=(1, 3))
         assert set(diffs) == {1, 3}
         assert max(diffs.values()) < 1e-4, f"{name} {fmt}: {diffs}"

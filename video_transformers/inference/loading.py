@@ -1,7 +1,8 @@
 """Load a trained model together with the data settings it was trained with.
 
-A ``vt fit`` checkpoint (Lightning ``.ckpt``) holds the model's hyper-parameters (``backbone``,
-``backbone_kwargs``, sizes, class names) and the data module's (``num_frames``, ``sampling_rate``, ``fps``,
+A ``vt fit`` checkpoint (Lightning ``.ckpt``) is read by ``from_pretrained``'s ``lightning_ckpt`` format
+(architecture from its hyper-parameters, strict weights, class names); beside it the checkpoint holds the data
+module's hyper-parameters (``num_frames``, ``sampling_rate``, ``fps``,
 ``crop_size``, ``eval_short_side``, ``mean``, ``std``): inference decodes and normalises videos exactly as
 ``vt test`` did. Any other source that :func:`video_transformers.pretrained.from_pretrained` reads (official
 or Hugging Face checkpoints) gets the model's own ``num_frames`` / ``img_size`` / ``mean`` / ``std`` and
@@ -18,8 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from video_transformers.models import create_model
-from video_transformers.pretrained import PretrainedError, from_pretrained
+from video_transformers.pretrained import PretrainedError, from_pretrained, load_state_dict_file
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +79,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def is_lightning_checkpoint(obj: Any) -> bool:
     hp = obj.get("hyper_parameters") if isinstance(obj, dict) else None
-    return isinstance(hp, dict) and "backbone" in hp and isinstance(obj.get("state_dict"), dict)
-
-
-def _model_from_lightning(path: Path, ckpt: dict[str, Any]) -> nn.Module:
-    """The backbone of a ``VideoClassifier`` checkpoint, built from its hparams, weights strictly loaded."""
-    hp = ckpt["hyper_parameters"]
-    sizes = {k: hp[k] for k in ("num_frames", "img_size") if hp.get(k) is not None}
-    kwargs = {**sizes, **(hp.get("backbone_kwargs") or {})}
-    model = create_model(hp["backbone"], num_classes=hp["num_classes"], **kwargs)
-    prefix = "model."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    if not state:
-        raise PretrainedError(f"{path}: no 'model.*' weights in the checkpoint's state_dict")
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise PretrainedError(
-            f"{path}: checkpoint does not match {hp['backbone']} built from its own hparams "
-            f"(missing {result.missing_keys}, unexpected {result.unexpected_keys})"
-        )
-    model.class_names = hp.get("class_names")
-    return model
+    return isinstance(hp, dict) and isinstance(obj.get("state_dict"), dict)
 
 
 def _spec_from_lightning(ckpt: dict[str, Any], model: nn.Module) -> ClipSpec:
@@ -135,14 +115,11 @@ def load_model(
     """
     path = Path(source).expanduser()
     device = resolve_device(device) if isinstance(device, str) else device
-    ckpt = None
-    if path.is_file() and path.suffix in {".ckpt", ".pt", ".pth"}:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=not trust)
-        except Exception as e:  # torch raises several unpickling error types
-            raise PretrainedError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    ckpt = load_state_dict_file(path, trust=trust) if path.is_file() and path.suffix == ".ckpt" else None
     if ckpt is not None and is_lightning_checkpoint(ckpt):
-        model = _model_from_lightning(path, ckpt)
+        # the model through the lightning_ckpt format (strict weights, init_from backbones); the clip settings
+        # from the data module's hparams stored beside it
+        model = from_pretrained(path, format="lightning_ckpt", trust=trust)
         spec = _spec_from_lightning(ckpt, model)
     else:
         model = from_pretrained(path)
