@@ -277,3 +277,26 @@ def test_config_falls_through_to_the_trainer(monkeypatch):
     monkeypatch.setattr(cli, "run_cli", lambda args: seen.append(args))
     assert predict.main(["--config", "x.yaml", "--ckpt_path", "y.ckpt"]) == 0
     assert seen == [["predict", "--config", "x.yaml", "--ckpt_path", "y.ckpt"]]
+
+
+def test_window_mode_short_video_pads_or_fails(checkpoint, embedded_root, tmp_path, capsys):
+    from video_transformers.commands.predict import main
+
+    files = _bad_inputs(tmp_path / "in", embedded_root)
+    out = tmp_path / "short.json"
+    assert main(["--ckpt_path", str(checkpoint), "--paths", str(files["short"]), "--window", "--out", str(out)]) == 0
+    windows = json.loads(out.read_text())["predictions"][0]["windows"]
+    assert [(w["start"], w["end"]) for w in windows] == [(0.0, 1.0)]  # one window, padded with the last frame
+    assert (
+        main(["--ckpt_path", str(checkpoint), "--paths", str(files["short"]), "--window", "--short-video", "error"])
+        == 1
+    )
+    assert "short.mp4: video gives 3 sampled frames but a window needs 8" in capsys.readouterr().err
+
+
+def test_vt_predict_dispatches_here(checkpoint, tmp_path, capsys):
+    from video_transformers.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--ckpt_path", str(checkpoint), "--paths", str(tmp_path / "none.mp4")])
+    assert e.value.code == 1 and "0 of 1 inputs predicted, 1 failed" in capsys.readouterr().out
