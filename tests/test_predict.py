@@ -88,6 +88,16 @@ def test_checkpoint_carries_its_data_settings(checkpoint):
     assert lm.class_names == list(synthetic.CLASS_NAMES) and not lm.model.training
 
 
+def test_data_mean_none_means_the_models(checkpoint, tmp_path):
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt["datamodule_hyper_parameters"].update(mean=None, std=None)  # vt fit's default: follow the model
+    path = tmp_path / "model_norm.ckpt"
+    torch.save(ckpt, path)
+    lm = load_model(path)
+    assert lm.spec.mean == tuple(lm.model.mean) == (0.5, 0.5, 0.5)  # ViViT's released-weights normalisation
+    assert lm.spec.std == tuple(lm.model.std)
+
+
 def test_views_equal_the_test_pipeline(checkpoint, embedded_root):
     from video_transformers.data import VideoDataModule
 

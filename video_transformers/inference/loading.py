@@ -86,6 +86,12 @@ def _spec_from_lightning(ckpt: dict[str, Any], model: nn.Module) -> ClipSpec:
     dm = ckpt.get("datamodule_hyper_parameters") or {}
     if not dm:
         log.warning("checkpoint has no data-module hparams; using the model's sizes and normalisation")
+    if dm.get("sampling", "time") != "time":
+        log.warning(
+            "checkpoint was trained with data.sampling=%r; inference cuts clips by time "
+            "(num_frames * sampling_rate / fps seconds), so its views may differ from vt test's",
+            dm["sampling"],
+        )
     crop = int(dm.get("crop_size", model.img_size))
     return ClipSpec(
         num_frames=int(dm.get("num_frames", model.num_frames)),
@@ -93,8 +99,9 @@ def _spec_from_lightning(ckpt: dict[str, Any], model: nn.Module) -> ClipSpec:
         fps=float(dm.get("fps", 30.0)),
         crop_size=crop,
         short_side=int(dm.get("eval_short_side", crop)),
-        mean=tuple(float(v) for v in dm.get("mean", model.mean)),
-        std=tuple(float(v) for v in dm.get("std", model.std)),
+        # data.mean/std None means "the model's" (VideoDataModule.normalisation); from_pretrained restores those
+        mean=tuple(float(v) for v in (dm.get("mean") or model.mean)),
+        std=tuple(float(v) for v in (dm.get("std") or model.std)),
     )
 
 
