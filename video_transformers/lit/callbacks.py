@@ -65,10 +65,16 @@ class WandbLogger(_LightningWandbLogger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        run = self._experiment
         super().finalize(status)
-        if run is not None and getattr(run, "dir", None) and self._offline:
-            folder = Path(run.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run folder
+        run = self._experiment
+        if run is None or not getattr(run, "dir", None):
+            return
+        folder = Path(run.dir).parent.resolve()  # .../wandb/offline-run-<time>-<id>/files -> the run folder
+        # Finish the run so its folder is complete before we point at it; a later use of this logger (vt test
+        # after fit in one process) starts the run again with the same id (resume="allow").
+        run.finish()
+        self._experiment = None
+        if self._offline:
             rank_zero_info(f"W&B offline run saved to {folder}; upload it with: wandb sync {folder}")
 
 
@@ -264,7 +270,7 @@ class EvaluationReport(Callback):
         self._report(trainer, pl_module, "test")
 
     def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        result = getattr(pl_module, "last_aggregated", {}).pop(stage, None)
+        result = getattr(pl_module, "last_aggregated", {}).get(stage)
         if result is None or not trainer.is_global_zero:
             return
         scores, labels = result
