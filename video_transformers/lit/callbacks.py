@@ -55,13 +55,25 @@ class WandbLogger(_LightningWandbLogger):
     """Lightning's ``WandbLogger`` with ``offline=None`` meaning: offline unless W&B credentials exist
     (or ``WANDB_MODE`` says otherwise). At the end it logs the run folder to ``wandb sync``."""
 
-    def __init__(self, *, offline: bool | None = None, project: str = "video-transformers", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        offline: bool | None = None,
+        project: str = "video-transformers",
+        save_dir: str = ".",
+        dir: str | None = None,  # noqa: A002 (wandb's name)
+        **kwargs: Any,
+    ) -> None:
         if offline is None:
             mode = os.environ.get("WANDB_MODE")
             offline = mode in ("offline", "dryrun") if mode else not wandb_has_credentials()
         if offline:
             os.environ.setdefault("WANDB_MODE", "offline")
-        super().__init__(offline=offline, project=project, **kwargs)
+        # wandb-core is one service per process and resolves relative folders against ITS working directory
+        # (the first run's): a later run started from another directory would write its files nowhere.
+        save_dir = str(Path(save_dir).resolve())
+        dir = None if dir is None else str(Path(dir).resolve())
+        super().__init__(offline=offline, project=project, save_dir=save_dir, dir=dir, **kwargs)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -133,11 +145,15 @@ class TrainingMonitor(Callback):
 
     def __init__(self, *, skip_steps: int = 2) -> None:
         self.skip_steps = skip_steps
-        self._last: float | None = None
+        self._last = time.perf_counter()
+        self._step_in_epoch = 0
         self._rates: list[float] = []
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not called when a run resumes from a checkpoint saved inside an epoch: on_train_start covers that.
         self._last, self._step_in_epoch = time.perf_counter(), 0
+
+    on_train_start = on_train_epoch_start
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         norms = [p.grad.detach().float().norm() for p in pl_module.parameters() if p.grad is not None]
