@@ -119,7 +119,7 @@ def main(args: list[str] | None = None) -> None:
             sys.exit(f"vt {argv[0]}: not available in this version")
         sys.exit(module.main(argv[1:]))
     try:
-        run_cli(argv)
+        run_cli(None if args is None else argv)  # None: LightningCLI reads sys.argv itself (no "both given" warning)
     except TrainingInterrupted as e:  # the checkpoint is saved; say how to resume, exit as a shell would
         sys.stderr.write(e.message + "\n")
         sys.exit(e.exit_code)

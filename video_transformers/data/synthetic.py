@@ -3,7 +3,8 @@
 Twelve classes. Ten form five pairs whose members differ only in the direction of time (each reversed
 video is the exact frame-reversal of a forward one): a model that cannot order frames is at chance
 within each pair. Two classes (``static``, ``blink``) are their own time reversal. Colours, sizes,
-positions, speeds, textures and backgrounds are random per video.
+positions, speeds, textures and backgrounds are random per video; objects are always brighter than
+their background (random bright colour on a random dark gradient with soft blobs).
 
 Layout on disk (same as a real CSV dataset, see :mod:`video_transformers.data.annotations`)::
 
@@ -32,7 +33,9 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
+BACKGROUND_RANGE = (0.0, 110.0)  # per channel, before sensor noise
+OBJECT_RANGE = (150.0, 255.0)
 PAIRS = [
     ("move_right", "move_left"),
     ("move_down", "move_up"),
@@ -66,9 +69,10 @@ def render(
     t = np.arange(T, dtype=np.float32)[:, None, None]
 
     bg = _background(rng, S)
-    color = rng.uniform(0, 255, 3)
-    while np.abs(color - bg.mean((0, 1))).max() < 90:  # keep the object visible on its background
-        color = rng.uniform(0, 255, 3)
+    # Bright objects on darker backgrounds, both of random colour: the object's contrast has one sign. With
+    # either sign (v2), tiny ViViT/TimeSformer models trained from scratch stayed at chance for 4,500 steps;
+    # with one sign they pass 90% within ~1,000 (measured on this dataset; see docs/datasets.md).
+    color = rng.uniform(OBJECT_RANGE[0], OBJECT_RANGE[1], 3)
     shape = rng.choice(["disc", "square"])
     r = rng.uniform(5.0, 8.0)
     cx, cy = rng.uniform(r + 2, S - r - 2, 2)
@@ -112,8 +116,8 @@ def render(
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random colour gradient plus a few soft blobs, ``(H, W, 3)`` float."""
-    c0, c1 = rng.uniform(0, 255, (2, 3))
+    """A random dark colour gradient plus a few soft blobs, ``(H, W, 3)`` float in ``BACKGROUND_RANGE``."""
+    c0, c1 = rng.uniform(0, BACKGROUND_RANGE[1] - 20, (2, 3))
     direction = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     ramp = (np.cos(direction) * xx + np.sin(direction) * yy)
@@ -123,8 +127,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         bx, by = rng.uniform(0, 1, 2)
         sigma = rng.uniform(0.05, 0.2)
         blob = np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
-        bg += blob[..., None] * rng.uniform(-60, 60, 3)
-    return np.clip(bg, 0, 255)
+        bg += blob[..., None] * rng.uniform(-30, 30, 3)
+    return np.clip(bg, *BACKGROUND_RANGE)
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
