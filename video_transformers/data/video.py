@@ -99,6 +99,21 @@ def check_decoder(decoder: str) -> None:
                 f" (pip install {decoder}); the default decoder is 'pyav'",
                 kind="annotation",
             ) from e
+    if decoder == "torchcodec" and not _torchcodec_has_ffmpeg():
+        raise VideoDataError(
+            "data.decoder='torchcodec': torchcodec is installed but cannot load FFmpeg's shared libraries"
+            " (it needs FFmpeg 4-7 on the system, e.g. apt-get install ffmpeg); the default decoder is 'pyav'",
+            kind="annotation",
+        )
+
+
+def _torchcodec_has_ffmpeg() -> bool:
+    """torchcodec imports without FFmpeg and fails only when a video is opened: ask it up front."""
+    try:
+        from torchcodec._core.ops import _FFMPEG_AVAILABLE
+    except ImportError:  # another torchcodec layout: let decoding report the problem per file
+        return True
+    return bool(_FFMPEG_AVAILABLE)
 
 
 def decode_frames(
@@ -170,6 +185,8 @@ def _decode_pyav(path: str | Path, indices: Sequence[int], seek_gap: int) -> tor
 
 
 def _decode_decord(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
+    """decord 0.6 reads the same frames as PyAV, except for some frame sizes where its batch copy fails
+    (seen: 48x40 px, "from_size == to_size"); that error reaches the caller with the file's name."""
     import decord
 
     reader = decord.VideoReader(str(path), num_threads=1)
