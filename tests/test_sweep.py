@@ -133,7 +133,9 @@ def test_vt_sweep_runs_fit_then_test_and_writes_the_table(embedded_root, tmp_pat
     argv = [
         str(REPO / "configs/sweeps/attention_schemes.yaml"),
         "--max-runs",
-        "1",
+        "2",
+        "--parallel",
+        "2",
         "--output",
         str(out),
         "--markdown",
@@ -143,11 +145,9 @@ def test_vt_sweep_runs_fit_then_test_and_writes_the_table(embedded_root, tmp_pat
         argv += ["--override", o]
     assert sweep_cmd.main(argv) == 0, capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert (
-        len(rows) == 1
-        and rows[0]["status"] == "ok"
-        and rows[0]["model.backbone"] == "timesformer_base_space_only_8x224"
-    )
+    # two runs at once, rows in the grid's order whichever finished first
+    assert [r["model.backbone"] for r in rows] == ["timesformer_base_space_only_8x224", "timesformer_base_joint_8x224"]
+    assert all(r["status"] == "ok" for r in rows)
     row = rows[0]
     assert 0.0 <= float(row["test_acc1"]) <= 1.0 and 0.0 <= float(row["direction_acc"]) <= 1.0
     assert float(row["params_m"]) > 0 and float(row["gflops"]) > 0 and float(row["peak_mem_mb"]) > 0
