@@ -207,6 +207,24 @@ def test_new_branches_are_zero_initialised_identities(attention_type: str) -> No
                 torch.testing.assert_close(getattr(blk, name)(x, GRID), x, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("attention_type", ["joint_space_time", "divided_space_time", "axial"])
+def test_official_init_is_blind_to_frame_order_and_embed_init_std_is_not(attention_type: str) -> None:
+    """Official init: zero ``time_embed``, so at step 0 a clip and its time reversal give the same logits
+    (why from-scratch runs need ``embed_init_std``); with it, both embeddings are drawn at that std."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 32, 32)
+    official = tiny(attention_type, drop_path_rate=0.0).eval()
+    assert not official.time_embed.any() and 0.01 < official.pos_embed.std() < 0.03
+    cls = lambda m, v: m.pool(m.forward_features(v))  # the pooled features the head reads
+    with torch.no_grad():
+        torch.testing.assert_close(cls(official, x), cls(official, x.flip(2)), atol=1e-5, rtol=0)
+    scratch = tiny(attention_type, drop_path_rate=0.0, embed_init_std=0.3).eval()
+    assert 0.2 < scratch.time_embed.std() < 0.4 and 0.2 < scratch.pos_embed.std() < 0.4
+    assert scratch.time_embed.abs().max() <= 0.9 + 1e-6  # truncated at 3 std
+    with torch.no_grad():
+        assert (cls(scratch, x) - cls(scratch, x.flip(2))).abs().max() > 1e-3  # >= 1.8e-3 measured, 100x the tolerance
+
+
 # -- the divided block equals the official one (transcribed from TimeSformer/timesformer/models/vit.py) ----
 def official_divided_block(blk: DividedSpaceTimeBlock, x: torch.Tensor, b: int, t: int, w: int) -> torch.Tensor:
     """``Block.forward`` of the official code (tokens in ``(h w t)`` order), on ``blk``'s weights, eval mode."""

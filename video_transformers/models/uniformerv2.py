@@ -114,6 +114,10 @@ class UniFormerV2(VideoTransformer):
         self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
         self.mean, self.std = CLIP_MEAN, CLIP_STD
         self.temporal_downsample, self.local_mhra, self.global_layers = temporal_downsample, local_mhra, global_layers
+        local_text = {"none": "no local MHRA", "single": "local MHRA", "double": "double local MHRA"}[local_mhra]
+        self.attention_pattern = (
+            f"spatial MHSA per frame ({local_text}); global query cross-attends all tokens after blocks {global_layers}"
+        )
         stride = 2 if temporal_downsample else 1
         if num_frames % stride:
             raise ValueError(f"num_frames {num_frames} must be even with temporal_downsample")
