@@ -127,7 +127,11 @@ def test_datamodule_u8_and_too_short(embedded_root, tmp_path):
 def decoder_videos(tmp_path_factory):
     root = tmp_path_factory.mktemp("decoders")
     sizes = [(48, 64), (256, 340), (40, 40)]  # 340x256: Kinetics' usual size; 40x40: the embedded dataset's
-    return [write_video(root / f"v{w}x{h}{ext}", num_frames=40, fps=10, size=(h, w)) for h, w in sizes for ext in (".mp4", ".webm")]
+    return [
+        write_video(root / f"v{w}x{h}{ext}", num_frames=40, fps=10, size=(h, w))
+        for h, w in sizes
+        for ext in (".mp4", ".webm")
+    ]
 
 
 @pytest.mark.parametrize("backend", ["decord", "torchcodec"])

@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 
+from tests.conftest import TINY_SPLITS
 from video_transformers.data import synthetic
 from video_transformers.data.video import decode_clip, probe
-from tests.conftest import TINY_SPLITS
 
 
 def test_layout_and_manifest(embedded_root):

@@ -59,9 +59,7 @@ def default_root() -> Path:
     return Path(base) / f"embedded-v{GENERATOR_VERSION}"
 
 
-def render(
-    cls: str, rng: np.random.Generator, *, num_frames: int = 32, size: int = 40
-) -> np.ndarray:
+def render(cls: str, rng: np.random.Generator, *, num_frames: int = 32, size: int = 40) -> np.ndarray:
     """Render one video of class ``cls`` as ``(T, H, W, 3)`` uint8."""
     motion, reverse = _RENDER[cls]
     T, S = num_frames, size
@@ -120,7 +118,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     c0, c1 = rng.uniform(0, BACKGROUND_RANGE[1] - 20, (2, 3))
     direction = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    ramp = (np.cos(direction) * xx + np.sin(direction) * yy)
+    ramp = np.cos(direction) * xx + np.sin(direction) * yy
     ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
     bg = c0 * (1 - ramp[..., None]) + c1 * ramp[..., None]
     for _ in range(rng.integers(0, 4)):

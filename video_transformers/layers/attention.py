@@ -8,8 +8,8 @@ exists only to expose attention maps (visualisation) and is tested equal to the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F

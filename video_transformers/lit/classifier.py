@@ -211,7 +211,7 @@ class VideoClassifier(L.LightningModule):
         pad = int(counts.max()) - len(x)
         padded = torch.cat([x, x.new_zeros((pad,) + x.shape[1:])]) if pad else x
         gathered = self.all_gather(padded)  # world, max_n, ...
-        return torch.cat([g[: int(c)] for g, c in zip(gathered, counts)])
+        return torch.cat([g[: int(c)] for g, c in zip(gathered, counts, strict=True)])
 
     def _aggregate(self, stage: str) -> tuple[float, float, int, float] | None:
         if self.trainer.sanity_checking or len(self.collector) == 0:
@@ -257,5 +257,7 @@ class VideoClassifier(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         warmup = round(self.hparams.warmup_epochs * total / epochs)
-        scheduler = warmup_cosine(optimizer, total_steps=total, warmup_steps=warmup, min_lr_ratio=self.hparams.min_lr_ratio)
+        scheduler = warmup_cosine(
+            optimizer, total_steps=total, warmup_steps=warmup, min_lr_ratio=self.hparams.min_lr_ratio
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -35,7 +35,8 @@ class PretrainedError(ValueError):
 
 
 def weights_dir() -> Path:
-    """Where local copies of pretrained weights are looked up: ``$VT_WEIGHTS_DIR`` or ``~/.cache/video_transformers/weights``."""
+    """Where local copies of pretrained weights are looked up: ``$VT_WEIGHTS_DIR`` or
+    ``~/.cache/video_transformers/weights``."""
     return Path(os.environ.get("VT_WEIGHTS_DIR") or Path.home() / ".cache" / "video_transformers" / "weights")
 
 
