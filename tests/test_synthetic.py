@@ -32,10 +32,19 @@ def test_deterministic_and_rebuilds_damaged_cache(tmp_path):
     b = synthetic.build(tmp_path / "b", splits=splits)
     ma, mb = (json.loads((r / "manifest.json").read_text()) for r in (a, b))
     assert ma["counts"] == mb["counts"] and ma["files"] == mb["files"]
-    # Same seed, same content (x264 may order bits differently under load, so compare decoded frames).
+    # Same seed, same rendered frames, bit for bit. x264 is not bit-reproducible between encodes of the same
+    # frames in one process (measured: mean |diff| of decoded pixels up to 1.5 of 255, the files differ), so the
+    # decoded videos are compared with a tolerance that another seed's video exceeds many times over.
+    for ci, cls in enumerate(synthetic.CLASS_NAMES):
+        seed = [0, 0, ci, 0]  # the generator build() seeds for train video 0 of the class
+        assert np.array_equal(
+            synthetic.render(cls, np.random.default_rng(seed)), synthetic.render(cls, np.random.default_rng(seed))
+        )
     for rel in ma["files"][-3:]:
         fa, fb = (decode_clip(r / rel, 0.0, 2.0).float() for r in (a, b))
-        assert fa.shape == fb.shape and (fa - fb).abs().mean() < 1.0
+        assert fa.shape == fb.shape and (fa - fb).abs().mean() < 2.5
+    other = decode_clip(a / ma["files"][-2], 0.0, 2.0).float()
+    assert (decode_clip(a / ma["files"][-1], 0.0, 2.0).float() - other).abs().mean() > 10
 
     victim = a / "videos/train/grow_000.mp4"
     victim.write_bytes(victim.read_bytes()[:100])  # a half-written file

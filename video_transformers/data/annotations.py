@@ -3,8 +3,9 @@
 ``csv``: ``classes.txt`` plus ``<split>.csv`` files with a ``path,label`` header. ``list``: ``classes.txt`` plus
 ``<split>.txt`` files of ``path label`` lines (space-separated, as mmaction2's ``*_list_videos.txt``).
 
-Paths are relative to the dataset root (absolute paths are taken as they are); labels are class names from
-``classes.txt`` (one per line) or integer indices into it.
+Paths are relative to the dataset root; a path that leaves it (``..``, absolute) is a bad row unless
+``data.allow_outside_root`` (:func:`keep_within_root`). Labels are class names from ``classes.txt`` (one per
+line) or integer indices into it.
 
 Readers return :class:`Annotations`: the records, plus one message per bad row (``file:row: what was wrong``)
 so that ``vt data check`` can list them all and ``on_bad_video=skip`` can drop them. File-level problems (no
@@ -14,6 +15,8 @@ file, wrong header or columns) raise :class:`VideoDataError` at once.
 from __future__ import annotations
 
 import csv
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +46,32 @@ class Annotations:
         return self
 
 
+def read_text(path: str | Path) -> str:
+    """An annotation file as text (UTF-8, BOM allowed). Undecodable bytes or NUL characters (a binary or
+    damaged file) are a :class:`VideoDataError` naming the file, not a ``UnicodeDecodeError`` from deep inside a
+    reader."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise VideoDataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})", kind="annotation") from e
+    except OSError as e:
+        raise VideoDataError(f"{path}: cannot read ({e.strerror or e})", kind="annotation") from e
+    if "\x00" in text:
+        raise VideoDataError(f"{path}: holds NUL bytes: not a text annotation file", kind="annotation")
+    return text
+
+
+def csv_lines(path: str | Path) -> io.StringIO:
+    """:func:`read_text` as a file object for ``csv.reader`` / ``csv.DictReader``."""
+    return io.StringIO(read_text(path), newline="")
+
+
 def read_class_names(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise VideoDataError(f"{path}: class list not found; expected one class name per line", kind="annotation")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     if not names:
         raise VideoDataError(f"{path}: class list is empty", kind="annotation")
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -65,6 +89,28 @@ def resolve_label(label: str, index: dict[str, int], num_classes: int) -> int | 
     return None
 
 
+def keep_within_root(ann: Annotations, root: str | Path, *, allow_outside: bool = False) -> Annotations:
+    """Move every record whose path leaves ``root`` (``..`` components, absolute paths) to the problems,
+    naming its row, unless ``allow_outside``. Paths are compared after lexical normalisation, not by
+    following symlinks: a dataset may keep its videos on another disk behind a link, but an annotation file
+    (often downloaded) cannot point the loader at arbitrary files."""
+    if allow_outside:
+        return ann
+    base = os.path.abspath(root)
+    kept = []
+    for rec in ann.records:
+        target = os.path.abspath(rec.path)  # abspath normalises '..' without touching the file system
+        if os.path.commonpath([base, target]) == base:
+            kept.append(rec)
+        else:
+            ann.problems.append(
+                f"{rec.source}: {rec.path} is outside the dataset root {base}"
+                " (set data.allow_outside_root=true if the annotation file is trusted)"
+            )
+    ann.records = kept
+    return ann
+
+
 def read_csv_rows(path: str | Path, root: str | Path, class_names: list[str]) -> Annotations:
     """Read a ``path,label`` CSV; malformed rows and unknown labels are collected naming ``file:row``."""
     path, root = Path(path), Path(root)
@@ -72,7 +118,7 @@ def read_csv_rows(path: str | Path, root: str | Path, class_names: list[str]) ->
         raise VideoDataError(f"{path}: annotation file not found", kind="annotation")
     index = {name: i for i, name in enumerate(class_names)}
     out = Annotations()
-    with path.open(newline="") as f:
+    with csv_lines(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["path", "label"]:
@@ -100,7 +146,7 @@ def read_list(path: str | Path, root: str | Path, class_names: list[str]) -> Ann
         raise VideoDataError(f"{path}: annotation file not found", kind="annotation")
     index = {name: i for i, name in enumerate(class_names)}
     out = Annotations()
-    for row_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for row_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{row_no}"

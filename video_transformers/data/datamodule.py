@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from video_transformers.data import synthetic
-from video_transformers.data.annotations import VideoRecord
+from video_transformers.data.annotations import VideoRecord, keep_within_root
 from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
 from video_transformers.data.errors import VideoDataError
 from video_transformers.data.formats import get_format
@@ -87,7 +87,10 @@ class VideoDataModule(L.LightningDataModule):
         val_clips / val_crops, test_clips / test_crops: views per video at validation / test.
         on_bad_video: ``error`` (default) or ``skip`` for bad rows and missing, unreadable, too-short or
             duplicated videos.
-        cache_videos: decode each video once and keep its frames in memory (small datasets only).
+        cache_videos: decode each video once and keep its frames in memory (small datasets only; a video
+            larger than ``safety.limits.LIMITS.max_cached_video_bytes`` is decoded per clip instead).
+        allow_outside_root: accept annotation paths that leave ``root`` (``..``, absolute paths); off, each such
+            row is a bad row naming the file and row.
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class VideoDataModule(L.LightningDataModule):
         test_crops: int = 3,
         on_bad_video: Literal["error", "skip"] = "error",
         cache_videos: bool = False,
+        allow_outside_root: bool = False,
     ) -> None:
         super().__init__()
         if dataset != "embedded" and root is None:
@@ -219,6 +223,7 @@ class VideoDataModule(L.LightningDataModule):
         """Read the split's annotations and probe every listed video; never raises on a bad row or video."""
         scan = SplitScan(split)
         ann = self.format.read(self.root, self.annotation_split(split), self.class_names)
+        ann = keep_within_root(ann, self.root, allow_outside=self.hparams.allow_outside_root)
         scan.problems["annotation"].extend(ann.problems)
         scan.listed = len(ann.records) + len(ann.problems)
         first: dict[str, VideoRecord] = {}

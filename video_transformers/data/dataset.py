@@ -24,6 +24,7 @@ from video_transformers.data.errors import VideoDataError
 from video_transformers.data.sampling import ClipSampler, Sampling
 from video_transformers.data.transforms import EvalTransform
 from video_transformers.data.video import VideoInfo, decode_clip, decode_frames
+from video_transformers.safety import limits
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class ClipSource:
         self.records, self.infos, self.clip_duration, self.cache = list(records), list(infos), clip_duration, cache
         self.decoder = decoder
         self._videos: dict[int, torch.Tensor] = {}
+        self._too_big: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -65,10 +67,25 @@ class ClipSource:
             self._videos[i] = decode_clip(self.records[i].path, 0.0, self.infos[i].duration + 1.0)
         return self._videos[i]
 
+    def _cacheable(self, i: int) -> bool:
+        """``cache`` is on and video ``i`` fits the per-video budget (a long or large video is decoded per clip,
+        so ``cache_videos`` on the wrong dataset cannot exhaust memory)."""
+        if not self.cache:
+            return False
+        info = self.infos[i]
+        size = info.frames * info.width * info.height * 3
+        if size <= limits.LIMITS.max_cached_video_bytes:
+            return True
+        if i not in self._too_big:
+            self._too_big.add(i)
+            path, mb = self.records[i].path, size / 2**20
+            log.info("%s: %.0f MB decoded, over the cache budget: decoding per clip", path, mb)
+        return False
+
     def clip(self, i: int, start: float) -> torch.Tensor:
         """``(C, T, H, W)`` uint8 frames of video ``i`` from ``start`` for one clip duration."""
         fps = self.infos[i].fps
-        if self.cache:
+        if self._cacheable(i):
             video = self._whole(i)
             first = min(round(start * fps), video.shape[1] - 1)
             return video[:, first : first + max(1, round(self.clip_duration * fps))]
@@ -79,7 +96,7 @@ class ClipSource:
 
     def frames(self, i: int, indices: list[int]) -> torch.Tensor:
         """``(C, len(indices), H, W)`` uint8: the frames of video ``i`` at ``indices`` (clamped to the last)."""
-        if self.cache:
+        if self._cacheable(i):
             video = self._whole(i)
             return video[:, [min(j, video.shape[1] - 1) for j in indices]]
         return decode_frames(self.records[i].path, indices, decoder=self.decoder)

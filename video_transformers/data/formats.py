@@ -12,6 +12,7 @@ from pathlib import Path
 
 from video_transformers.data import folder, hmdb51, kinetics, ssv2, synthetic, ucf101
 from video_transformers.data.annotations import Annotations, read_class_names, read_csv_rows, read_list
+from video_transformers.data.errors import VideoDataError
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,29 @@ DATASETS = (
 )
 
 
+def _checked(class_names: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
+    """Every layout's class list must be non-empty, of non-empty unique names (as ``classes.txt`` is)."""
+
+    def read(root: Path) -> list[str]:
+        names = class_names(root)
+        if not names or any(not n.strip() for n in names):
+            raise VideoDataError(
+                f"{root}: no class names found (or an empty one) in the annotations", kind="annotation"
+            )
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise VideoDataError(f"{root}: duplicated class names {dup[:5]} in the annotations", kind="annotation")
+        return names
+
+    return read
+
+
 def get_format(name: str, *, split_id: int = 1) -> Format:
+    fmt = _get_format(name, split_id=split_id)
+    return Format(_checked(fmt.class_names), fmt.read)
+
+
+def _get_format(name: str, *, split_id: int = 1) -> Format:
     if name == "embedded":
         return Format(lambda root: list(synthetic.CLASS_NAMES), _csv)
     if name == "csv":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord
+from video_transformers.data.annotations import Annotations, VideoRecord, read_text
 from video_transformers.data.errors import VideoDataError
 
 SPLITS = "testTrainMulti_7030_splits"
@@ -60,7 +60,7 @@ def read_split(root: Path, split: str, names: list[str], split_id: int = 1) -> A
     out = Annotations()
     for label, name in enumerate(names):
         path = files[name]
-        for row_no, line in enumerate(path.read_text().splitlines(), start=1):
+        for row_no, line in enumerate(read_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split()

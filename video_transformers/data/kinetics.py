@@ -26,7 +26,7 @@ import csv
 import logging
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord, read_class_names, read_list
+from video_transformers.data.annotations import Annotations, VideoRecord, csv_lines, read_class_names, read_list
 from video_transformers.data.errors import VideoDataError
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def class_names(root: Path, variant: int) -> list[str]:
             raise VideoDataError(
                 f"{root / 'classes.txt'}: class list not found (list files label by index)", kind="annotation"
             )
-        with path.open(newline="") as f:
+        with csv_lines(path) as f:
             names = sorted({(row.get("label") or "").strip() for row in _dict_rows(f, path)} - {""})
     if len(names) != variant:
         log.warning("Kinetics-%d at %s has %d classes (expected %d)", variant, root, len(names), variant)
@@ -99,7 +99,7 @@ def read_split(root: Path, split: str, names: list[str]) -> Annotations:
         return read_list(path, root, names)
     index = {n: i for i, n in enumerate(names)}
     out = Annotations()
-    with path.open(newline="") as f:
+    with csv_lines(path) as f:
         for row_no, row in enumerate(_dict_rows(f, path), start=2):
             where = f"{path}:{row_no}"
             label = (row.get("label") or "").strip()

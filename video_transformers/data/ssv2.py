@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord
+from video_transformers.data.annotations import Annotations, VideoRecord, read_text
 from video_transformers.data.errors import VideoDataError
 
 SPLIT_FILES = {"train": "train.json", "val": "validation.json", "test": "test.json"}
@@ -41,7 +41,7 @@ def _load(path: Path):  # noqa: ANN202
     if not path.is_file():
         raise VideoDataError(f"{path}: annotation file not found", kind="annotation")
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise VideoDataError(f"{path}: not valid JSON ({e})", kind="annotation") from e
 

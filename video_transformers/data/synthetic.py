@@ -136,7 +136,8 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12", "threads": "1"}
+        stream.options = {"crf": "12"}
+        stream.codec_context.thread_count = 1  # tiny frames: threads only cost (PyAV ignores a "threads" option)
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

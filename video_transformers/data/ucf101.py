@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord
+from video_transformers.data.annotations import Annotations, VideoRecord, read_text
 from video_transformers.data.errors import VideoDataError
 
 LISTS = "ucfTrainTestlist"
@@ -31,7 +31,7 @@ def class_names(root: Path) -> list[str]:
             f"{path}: class index not found; expected '<1-based index> <ClassName>' lines", kind="annotation"
         )
     pairs = []
-    for row_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for row_no, line in enumerate(read_text(path).splitlines(), start=1):
         if line.strip():
             parts = line.split()
             if len(parts) != 2 or not parts[0].isdigit():
@@ -64,7 +64,7 @@ def read_split(root: Path, split: str, names: list[str], split_id: int = 1) -> A
         raise VideoDataError(f"{path}: split list not found", kind="annotation")
     index = {n: i for i, n in enumerate(names)}
     out = Annotations()
-    for row_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for row_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{row_no}"

@@ -19,6 +19,7 @@ import torch
 from pytorchvideo.data.encoded_video import EncodedVideo
 
 from video_transformers.data.errors import VideoDataError
+from video_transformers.safety import limits
 
 logging.getLogger("pytorchvideo").setLevel(logging.ERROR)  # it warns on every seek
 
@@ -56,6 +57,7 @@ def probe(path: str | Path) -> VideoInfo:
                 frame = None
             if frame is None:
                 raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
+            check_frame_size(path, frame.width, frame.height)
             frames = int(stream.frames or 0) or max(1, round(duration * fps))
             return VideoInfo(duration, fps, frame.width, frame.height, frames)
     except VideoDataError:
@@ -66,6 +68,16 @@ def probe(path: str | Path) -> VideoInfo:
         ) from e
     except (av.FFmpegError, OSError, StopIteration, ValueError) as e:
         raise VideoDataError(f"{path}: cannot decode ({type(e).__name__}: {e})", kind="unreadable") from e
+
+
+def check_frame_size(path: str | Path, width: int, height: int) -> None:
+    """Refuse frames larger than ``LIMITS.max_frame_pixels`` before converting them (a hostile header can
+    declare any size)."""
+    if width * height > limits.LIMITS.max_frame_pixels:
+        raise VideoDataError(
+            f"{path}: frames are {width}x{height} px, over the limit of {limits.LIMITS.max_frame_pixels:,} pixels"
+            " (video_transformers.safety.limits.LIMITS.max_frame_pixels)"
+        )
 
 
 def decode_clip(path: str | Path, start: float, end: float) -> torch.Tensor:
@@ -164,6 +176,7 @@ def _decode_pyav(path: str | Path, indices: Sequence[int], seek_gap: int) -> tor
                 count, tail = idx + 1, frame
                 if idx < target:
                     continue
+                check_frame_size(path, frame.width, frame.height)
                 image = torch.from_numpy(frame.to_ndarray(format="rgb24"))
                 while k < len(wanted) and wanted[k] <= idx:  # a missing index takes the next frame
                     got[wanted[k]] = image

@@ -39,6 +39,8 @@ class SizeLimits:
     max_views: int = 1024  # clips or crops per video at evaluation
     max_sampling_rate: int = 1000
     max_clip_seconds: float = 3600.0
+    max_frame_pixels: int = 8192 * 8192  # decoded frame width x height (8K video is 7680 x 4320)
+    max_cached_video_bytes: int = 512 * 2**20  # data.cache_videos keeps a video in memory only below this
 
 
 LIMITS = SizeLimits()
