@@ -4,6 +4,7 @@ end to end (one tiny run, then `vt test` on its best checkpoint and the comparis
 from __future__ import annotations
 
 import csv
+import json
 import sys
 
 import pytest
@@ -156,3 +157,16 @@ def test_vt_sweep_runs_fit_then_test_and_writes_the_table(embedded_root, tmp_pat
     assert "| timesformer_base_space_only_8x224 |" in md and md == (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 0
     assert (out / "00_timesformer_base_space_only_8x224" / "test.log").is_file()
+
+    # --resume: finished runs are read back (nothing re-runs); a run whose test did not end ok is only re-tested
+    run_dirs = [out / "00_timesformer_base_space_only_8x224", out / "01_timesformer_base_joint_8x224"]
+    stamps = {p: p.stat().st_mtime_ns for r in run_dirs for p in (r / "fit.log", r / "test.log")}
+    (run_dirs[1] / "row.json").write_text(json.dumps({"status": "test failed (exit 1)"}))
+    assert sweep_cmd.main([*argv, "--resume"]) == 0, capsys.readouterr().out
+    assert all(
+        stamps[p] == p.stat().st_mtime_ns
+        for p in (run_dirs[0] / "fit.log", run_dirs[0] / "test.log", run_dirs[1] / "fit.log")
+    )
+    assert stamps[run_dirs[1] / "test.log"] != (run_dirs[1] / "test.log").stat().st_mtime_ns
+    again = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["test_acc1"] for r in again] == [r["test_acc1"] for r in rows] and all(r["status"] == "ok" for r in again)

@@ -1,7 +1,7 @@
 """``vt sweep``: run a W&B sweep definition locally, without a W&B server (grid and random search).
 
     vt sweep configs/sweeps/attention_schemes.yaml [--max-runs N] [--override trainer.max_epochs=2 ...]
-             [--output runs/sweeps/NAME] [--seed 0] [--parallel N] [--markdown docs/sweep_results.md] [--dry-run]
+             [--output runs/sweeps/NAME] [--seed 0] [--parallel N] [--resume] [--markdown FILE] [--dry-run]
 
 Each run is the sweep's ``command`` with the agent's macros expanded (the same process ``wandb agent`` would
 start), plus ``--override`` values and a per-run output folder and logger name; then ``vt test`` on the run's
@@ -91,7 +91,11 @@ def _run(argv: list[str], log_path: Path, env: dict[str, str]) -> tuple[int, flo
     return rc, time.perf_counter() - start
 
 
-def run_one(config: dict, params: dict, index: int, out: Path, overrides: list[str]) -> dict[str, Any]:
+def run_one(
+    config: dict, params: dict, index: int, out: Path, overrides: list[str], resume: bool = False
+) -> dict[str, Any]:
+    """Fit, then test the best checkpoint; the row is also saved as ``row.json`` in the run's folder. With
+    ``resume``, a run whose row says ok is read back, and a finished fit (``fit.json``) is only tested."""
     name = config.get("name", "sweep")
     label = f"{index:02d}_{_label(params)}"
     run_dir = out / label
@@ -99,15 +103,23 @@ def run_one(config: dict, params: dict, index: int, out: Path, overrides: list[s
     if "fit" not in fit:
         raise SweepError(f"sweep {name}: the command must run `vt fit` (no 'fit' in {fit})")
     _check_configs(fit)
+    saved = _read_json(run_dir / "row.json") if resume else None
+    if saved is not None and saved.get("status") == "ok":
+        return saved
     per_run = [f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}"]
     env = dict(os.environ, WANDB_RUN_GROUP=name, WANDB_SILENT="true")
     row: dict[str, Any] = {"run": label, **params}
-    rc, seconds = _run(fit + per_run + [f"--trainer.logger.init_args.name={name}-{label}"], run_dir / "fit.log", env)
-    row["fit_s"] = seconds
-    ckpt = _newest(run_dir, "best.ckpt") or _newest(run_dir, "last.ckpt")
-    if rc != 0 or ckpt is None:
-        row["status"] = f"fit failed (exit {rc}; see {run_dir / 'fit.log'})"
-        return row
+    done = _read_json(run_dir / "fit.json") if resume else None
+    if done is not None:
+        row["fit_s"], ckpt = done["fit_s"], Path(done["checkpoint"])
+    else:
+        fit_argv = fit + per_run + [f"--trainer.logger.init_args.name={name}-{label}"]
+        rc, row["fit_s"] = _run(fit_argv, run_dir / "fit.log", env)
+        ckpt = _newest(run_dir, "best.ckpt") or _newest(run_dir, "last.ckpt")
+        if rc != 0 or ckpt is None:
+            row["status"] = f"fit failed (exit {rc}; see {run_dir / 'fit.log'})"
+            return _save_row(run_dir, row)
+        (run_dir / "fit.json").write_text(json.dumps({"fit_s": row["fit_s"], "checkpoint": str(ckpt)}))
     i = fit.index("fit")
     test = fit[:i] + ["test"] + fit[i + 1 :] + per_run
     test += [f"--trainer.logger.init_args.name={name}-{label}-test", f"--ckpt_path={ckpt}"]
@@ -115,7 +127,7 @@ def run_one(config: dict, params: dict, index: int, out: Path, overrides: list[s
     summary = ckpt.parent / "test_summary.json"
     if rc != 0 or not summary.is_file():
         row["status"] = f"test failed (exit {rc}; see {run_dir / 'test.log'})"
-        return row
+        return _save_row(run_dir, row)
     test_summary = json.loads(summary.read_text())
     row |= {"test_acc1": test_summary["acc1"], "videos": test_summary["videos"]}
     row |= {k: test_summary[k] for k in ("pair_acc1", "direction_acc") if k in test_summary}
@@ -124,6 +136,18 @@ def run_one(config: dict, params: dict, index: int, out: Path, overrides: list[s
         row |= {k: v for k, v in json.loads(train.read_text()).items() if k in ("clips_per_s", "peak_mem_mb")}
     row |= _model_cost(ckpt)
     row |= {"status": "ok", "checkpoint": str(ckpt)}
+    return _save_row(run_dir, row)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _save_row(run_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
+    (run_dir / "row.json").write_text(json.dumps(row, indent=1))
     return row
 
 
@@ -206,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="runs at once (each gets OMP_NUM_THREADS = cores / N unless set): tiny models use cores better so",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs of an earlier call with the same --output that ended ok; only test finished fits",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     args = parser.parse_args(argv)
     try:
@@ -230,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(i: int, params: dict) -> dict[str, Any]:
         print(f"[{i + 1}/{len(plan)}] {name}: {params}", flush=True)
-        row = run_one(config, params, i, out, overrides)
+        row = run_one(config, params, i, out, overrides, resume=args.resume)
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "checkpoint"}
         print(f"    [{i + 1}/{len(plan)}] -> {shown}", flush=True)
         return row
