@@ -193,7 +193,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     names = [re.sub(r"^\d+_", "", r["run"]).replace("timesformer_base_", "").replace("_8x224", "") for r in ok]
     series = [("test_acc1", "test top-1"), ("pair_acc1", "top-1, reversed pairs"), ("direction_acc", "direction")]
     series = [(k, n) for k, n in series if any(k in r for r in ok)]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(ok) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(ok) + 2) + 1.8, 3.8))
     width = 0.8 / len(series)
     for j, (key, label) in enumerate(series):
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(ok))]
@@ -204,7 +204,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
