@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import faulthandler
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -238,3 +239,44 @@ def test_annotation_paths_cannot_leave_the_root(tmp_path):
         dataset="csv", root=str(root), num_workers=0, num_frames=4, sampling_rate=1, allow_outside_root=True
     )
     assert len(trusted.scan("train", progress=False).records) == 4
+
+
+# -- data-loader workers: failures name the file ------------------------------------------------------------
+def _loader_dm(root: Path, **kw) -> VideoDataModule:
+    dm = VideoDataModule(
+        dataset="csv", root=str(root), num_workers=1, batch_size=2, num_frames=4, sampling_rate=1, **kw
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_a_worker_that_dies_is_reported_with_the_file_it_was_decoding(embedded_root, monkeypatch):
+    dm = _loader_dm(embedded_root)
+    records, _ = dm.checked_split("train")
+    victim = records[3].path
+    real = ClipSource.clip
+
+    def crash(self, i, start):  # a decoder library crashing the process, as a segfault would
+        if self.records[i].path == victim:
+            os._exit(3)
+        return real(self, i, start)
+
+    monkeypatch.setattr(ClipSource, "clip", crash)  # before the workers fork: they inherit it
+    loader = dm.train_dataloader()
+    with pytest.raises(VideoDataError, match=rf"worker died while decoding worker 0: {victim}.*exited unexpectedly"):
+        for _ in loader:
+            pass
+
+
+def test_an_error_raised_in_a_worker_arrives_as_one_line_naming_the_file(embedded_root, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(embedded_root, root)
+    dm = _loader_dm(root)
+    victim = dm.checked_split("train")[0][2].path
+    victim.write_bytes(victim.read_bytes()[:300])  # damaged after the check pass
+    with pytest.raises(VideoDataError) as err:
+        for _ in dm.train_dataloader():
+            pass
+    text = str(err.value)
+    assert text.startswith(f"{victim}: cannot decode") and text.endswith("(in data-loader worker 0)"), text
+    assert "Traceback" not in text and "\n" not in text

@@ -29,6 +29,7 @@ from video_transformers.data.annotations import VideoRecord, keep_within_root
 from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
 from video_transformers.data.errors import VideoDataError
 from video_transformers.data.formats import get_format
+from video_transformers.data.inflight import ReportingDataLoader
 from video_transformers.data.sampling import Sampling, parse_sampling
 from video_transformers.data.transforms import EvalTransform, MixupCutmix, TrainTransform, label_swap_map
 from video_transformers.data.video import VideoInfo, check_decoder, probe
@@ -364,8 +365,9 @@ class VideoDataModule(L.LightningDataModule):
     # -- loaders ------------------------------------------------------------------------------------
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         h = self.hparams
-        return DataLoader(
+        return ReportingDataLoader(
             self._datasets[split],
+            inflight=self._datasets[split].source.inflight,
             batch_size=h.batch_size if train else (h.eval_batch_size or h.batch_size),
             shuffle=train,
             drop_last=train,

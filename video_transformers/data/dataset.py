@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, default_collate
 
 from video_transformers.data.annotations import VideoRecord
 from video_transformers.data.errors import VideoDataError
+from video_transformers.data.inflight import InFlight
 from video_transformers.data.sampling import ClipSampler, Sampling
 from video_transformers.data.transforms import EvalTransform
 from video_transformers.data.video import VideoInfo, decode_clip, decode_frames
@@ -58,6 +59,7 @@ class ClipSource:
         self.decoder = decoder
         self._videos: dict[int, torch.Tensor] = {}
         self._too_big: set[int] = set()
+        self.inflight = InFlight()  # which video each loader worker is decoding (named if the worker dies)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -112,6 +114,7 @@ class _SkipBad:
         n, skipped = len(self.source), -1
         for attempt in range(n if self.skip_bad else 1):
             j = (i + attempt) % n
+            self.source.inflight.mark(self.source.records[j].path)
             try:
                 item = load(j)
             except VideoDataError as e:
@@ -120,6 +123,7 @@ class _SkipBad:
                 log.warning("run-time decode failure, serving video %d instead: %s", (j + 1) % n, e)
                 skipped = j if skipped < 0 else skipped
                 continue
+            self.source.inflight.mark(None)
             item["skipped"] = skipped
             return item
         raise VideoDataError(f"every one of the {n} videos failed to decode (last: {self.source.records[i].path})")
