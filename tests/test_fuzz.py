@@ -11,6 +11,7 @@ import faulthandler
 import json
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -280,3 +281,23 @@ def test_an_error_raised_in_a_worker_arrives_as_one_line_naming_the_file(embedde
     text = str(err.value)
     assert text.startswith(f"{victim}: cannot decode") and text.endswith("(in data-loader worker 0)"), text
     assert "Traceback" not in text and "\n" not in text
+
+
+def test_a_hung_decode_stops_at_the_loader_timeout_naming_the_file(embedded_root, monkeypatch):
+    dm = _loader_dm(embedded_root, loader_timeout=3.0)
+    victim = dm.checked_split("train")[0][1].path
+    real = ClipSource.clip
+
+    def hang(self, i, start):
+        if self.records[i].path == victim:
+            time.sleep(120)  # a decoder stuck on a damaged file
+        return real(self, i, start)
+
+    monkeypatch.setattr(ClipSource, "clip", hang)
+    started = time.perf_counter()
+    with pytest.raises(VideoDataError, match=rf"no batch within data.loader_timeout while decoding worker 0: {victim}"):
+        for _ in dm.train_dataloader():
+            pass
+    assert time.perf_counter() - started < 60
+    with pytest.raises(ValueError, match="data.loader_timeout must be >= 0"):
+        VideoDataModule(dataset="csv", root=str(embedded_root), loader_timeout=-1)

@@ -92,6 +92,8 @@ class VideoDataModule(L.LightningDataModule):
             larger than ``safety.limits.LIMITS.max_cached_video_bytes`` is decoded per clip instead).
         allow_outside_root: accept annotation paths that leave ``root`` (``..``, absolute paths); off, each such
             row is a bad row naming the file and row.
+        loader_timeout: seconds a worker may take for one batch before the run stops with an error naming the
+            videos being decoded (a hung decoder); 0 waits forever. Needs ``num_workers > 0``.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class VideoDataModule(L.LightningDataModule):
         on_bad_video: Literal["error", "skip"] = "error",
         cache_videos: bool = False,
         allow_outside_root: bool = False,
+        loader_timeout: float = 600.0,
     ) -> None:
         super().__init__()
         if dataset != "embedded" and root is None:
@@ -151,6 +154,8 @@ class VideoDataModule(L.LightningDataModule):
         ).items():
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1; got {value}")
+        if loader_timeout < 0:
+            raise ValueError(f"data.loader_timeout must be >= 0 seconds (0: no timeout); got {loader_timeout}")
         if fps <= 0:
             raise ValueError(f"data.fps must be > 0; got {fps}")
         if not crop_size <= train_short_side[0] <= train_short_side[1] or eval_short_side < crop_size:
@@ -373,6 +378,7 @@ class VideoDataModule(L.LightningDataModule):
             drop_last=train,
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
+            timeout=h.loader_timeout if h.num_workers > 0 else 0.0,
             pin_memory=False,
             collate_fn=collate_repeated if train and h.repeated_aug > 1 else None,
         )

@@ -1,7 +1,8 @@
 """Data-loader failures that name the video: which file each worker is decoding, so a worker that dies without
-raising (a crash inside a decoder library, an out-of-memory kill) is reported with the file's name instead of
-PyTorch's bare "DataLoader worker (pid 1234) exited unexpectedly"; and an error raised in a worker reaches the
-main process as one line naming the file, not as a wrapped traceback."""
+raising (a crash inside a decoder library, an out-of-memory kill) or hangs past the loader's timeout is reported
+with the file's name instead of PyTorch's bare "DataLoader worker (pid 1234) exited unexpectedly" / "DataLoader
+timed out"; and an error raised in a worker reaches the main process as one line naming the file, not as a
+wrapped traceback."""
 
 from __future__ import annotations
 
@@ -65,13 +66,13 @@ class _ReportingIter(_MultiProcessingDataLoaderIter):
             message = last.split("VideoDataError: ", 1)[1]
             raise VideoDataError(f"{message} (in data-loader worker {worker})") from e
         except RuntimeError as e:
-            if "DataLoader worker" not in str(e):
-                raise
+            died, timed_out = "DataLoader worker" in str(e), "DataLoader timed out" in str(e)
             files = self._inflight.current()
-            if not files:
+            if not (died or timed_out) or not files:
                 raise
             listing = "; ".join(f"worker {w}: {p}" for w, p in sorted(files.items()))
-            raise VideoDataError(f"a data-loader worker died while decoding {listing} ({e})") from e
+            what = "a data-loader worker died" if died else "no batch within data.loader_timeout"
+            raise VideoDataError(f"{what} while decoding {listing} ({e})") from e
 
 
 class ReportingDataLoader(DataLoader):
