@@ -28,7 +28,9 @@ lint: install
 	$(BIN)/ruff format --check video_transformers tests benchmarks
 
 bench: install
-	@echo "no benchmarks yet (see the performance issue)"
+	$(BIN)/python benchmarks/bench_models.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_data.py --out runs/bench_data.json
+	$(BIN)/python benchmarks/bench_precision.py  # needs the make demo checkpoint; says so and skips without it
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

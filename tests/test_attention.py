@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from video_transformers.layers import Attention, Encoder, attention_maps, set_fused_attention
+from video_transformers.layers.attention import CPU_BF16_EAGER_MAX_KEYS
 
 DIM, HEADS = 32, 4
 
@@ -95,3 +96,25 @@ def test_dropout_only_in_training(fused):
 def test_rejects_indivisible_width():
     with pytest.raises(ValueError, match="not divisible by num_heads 5"):
         Attention(32, 5)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "bf16", "sdpa_calls"),
+    [(CPU_BF16_EAGER_MAX_KEYS, True, 0), (CPU_BF16_EAGER_MAX_KEYS + 1, True, 1), (CPU_BF16_EAGER_MAX_KEYS, False, 1)],
+)
+def test_short_bf16_cpu_sequences_skip_the_flash_kernel(monkeypatch, tokens, bf16, sdpa_calls):
+    """bf16 on a CPU: up to CPU_BF16_EAGER_MAX_KEYS keys the explicit product (measured faster) gives the same
+    output as SDPA; longer sequences and fp32 go through SDPA."""
+    attn, x = _attn().eval(), _tokens(2, tokens, 3)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(
+        torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k)
+    )
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = attn(x)
+    assert len(calls) == sdpa_calls
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        q, k, v = attn.qkv(x).reshape(2, tokens, 3, HEADS, DIM // HEADS).permute(2, 0, 3, 1, 4)
+        ref = attn.proj(sdpa(q, k, v).transpose(1, 2).reshape(2, tokens, DIM))
+    torch.testing.assert_close(out.float(), ref.float(), atol=3e-2 if bf16 else 1e-6, rtol=0)
