@@ -32,14 +32,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_precision: {args.ckpt_path} not found; run `make demo` first (skipped)", file=sys.stderr)
         return 0
     from video_transformers.data import synthetic
+    from video_transformers.data.annotations import read_csv
     from video_transformers.inference import load_model, view_clips
 
     clips, crops = (int(v) for v in args.views.lower().split("x"))
     lm = load_model(args.ckpt_path, device="cpu")
     root = synthetic.build()
-    rows = [line.split(",") for line in (root / "test.csv").read_text().splitlines()[1:]]
-    labels = torch.tensor([lm.class_names.index(label) for _, label in rows])
-    views = torch.stack([view_clips(root / rel, lm.spec, clips=clips, crops=crops)[0] for rel, _ in rows])
+    rows = read_csv(root / "test.csv", root, lm.class_names)
+    labels = torch.tensor([r.label for r in rows])
+    views = torch.stack([view_clips(r.path, lm.spec, clips=clips, crops=crops)[0] for r in rows])
     flat = views.flatten(0, 1)  # all videos' views in one batch
 
     def scores(bf16: bool) -> tuple[torch.Tensor, float]:
