@@ -161,6 +161,17 @@ def test_new_class_count_gives_a_new_classifier(clip):
     assert not scenic_recipe.head.weight.any()  # scenic's zero output projection (model.py:658-661)
 
 
+def test_init_from_builds_a_recorded_backbone(clip):
+    """``VideoClassifier(init_from=...)`` (``vt fit --model.init_from``): the backbone and the spec that
+    rebuilds it from this suite's own checkpoints."""
+    from video_transformers.lit import VideoClassifier
+
+    lit = VideoClassifier(init_from=str(FIXTURES / CASES["m2_gap"]["file"]), num_frames=6, img_size=16)
+    assert lit.backbone_spec["class"].endswith(":ViViTFactorisedEncoder")
+    assert lit.backbone_spec["kwargs"]["global_pool"] == "avg" and lit.backbone_spec["kwargs"]["act"] == "gelu_tanh"
+    assert _max_diff(lit.model, clip, "m2_gap") <= TOLERANCE
+
+
 # -- the file format ------------------------------------------------------------------------------------------
 def test_flax_msgpack_reader_without_jax():
     state = read_flax_msgpack(FIXTURES / CASES["m1_token"]["file"])  # the trainer layout
