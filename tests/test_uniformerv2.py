@@ -306,3 +306,21 @@ def test_frozen_variant_output_and_trainable_parts() -> None:
     with torch.no_grad():
         feats = model.forward_features(x)
         torch.testing.assert_close(model(x), model.head(model.fc_norm(feats[:, 0])), rtol=0, atol=0)
+
+
+def test_new_parts_start_as_the_official_initialises_them() -> None:
+    """Official: classifier ``proj.2`` = nn.Linear's default (line 237, U(-1/sqrt(D), 1/sqrt(D))); Extractor
+    (lines 153-159): xavier in_proj with zero bias, c_fc xavier with nn.Linear's default bias, zero out_proj /
+    c_proj; DPE zero bias (line 225); LT-MHRA up-projection zero (lines 55-56); query and balance zero."""
+    d = 48
+    model = tiny(local_mhra="double", num_classes=7)
+    bound = d**-0.5
+    for p in (model.head.weight, model.head.bias, model.global_blocks[0].mlp.fc1.bias):
+        assert p.abs().max() <= bound and p.std() > bound / 3  # uniform, not trunc_normal(0.02) or zeros
+    g = model.global_blocks[0]
+    assert not g.attn.qkv.bias.any() and not g.attn.proj.weight.any() and not g.mlp.fc2.weight.any()
+    assert not g.dpe.bias.any() and g.dpe.weight.std() > 0.05  # nn.Conv3d default: U(+-1/sqrt(27))
+    assert not model.blocks[0].lmhra1.pos_embed[3].weight.any()
+    assert not model.temporal_cls_token.any() and not model.balance.any()
+    model.reset_classifier(3)
+    assert model.head.weight.shape == (3, d) and model.head.bias.abs().max() > 0

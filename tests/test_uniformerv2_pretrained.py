@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import timm
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 from video_transformers.layers.uniblocks import LocalMHRA, SharedDropPath
+from video_transformers.lit.classifier import VideoClassifier
 from video_transformers.models import create_model
 from video_transformers.models.uniformerv2 import CLIP_MEAN, UNIFORMERV2_MEAN, UniFormerV2
 from video_transformers.pretrained import PretrainedError, from_pretrained
@@ -534,3 +537,24 @@ def test_local_reduction_inferred_from_any_width(width: int, inner: int) -> None
     r = _local_reduction(width, inner)
     assert int(width // r) == inner
     assert LocalMHRA(width, reduction=r).pos_embed[1].out_channels == inner
+
+
+def test_weight_decay_exemptions_are_the_official_optimizers() -> None:
+    """slowfast/models/optimizer.py:37-48 with ZERO_WD_1D_PARAM (every UniFormerV2 recipe): exactly the 1-D
+    parameters of the official layout (and BatchNorm's) get no weight decay; positional_embedding (L, D) and
+    temporal_cls_token (1, 1, D) are decayed. Checked on the optimizer our LightningModule builds."""
+    lit = VideoClassifier(
+        backbone="uniformerv2_b16_8x224",
+        backbone_kwargs=dict(TINY_CLIP, num_frames=4, local_mhra="double"),
+        num_classes=5,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05),
+    )
+    trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=1)
+    with mock.patch.object(VideoClassifier, "trainer", new_callable=mock.PropertyMock, return_value=trainer):
+        optimizer = lit.configure_optimizers()["optimizer"]
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    params = dict(lit.model.named_parameters())
+    official = to_official(params)  # same order, official names and shapes
+    exempt = {k for (k, v), p in zip(official.items(), params.values(), strict=True) if decay[id(p)] == 0.0}
+    assert exempt == {k for k, v in official.items() if v.ndim <= 1}
+    assert decay[id(params["pos_embed"])] == decay[id(params["temporal_cls_token"])] == 0.05

@@ -232,10 +232,14 @@ class GlobalUniBlock(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The official Extractor's initialisation: xavier q/k/v and fc1, zero output projections."""
+        """The official Extractor's initialisation (lines 153-159): xavier q/k/v (zero biases, as
+        ``nn.MultiheadAttention``) and fc1 (its bias keeps ``nn.Linear``'s default), zero output projections; the
+        DPE keeps ``nn.Conv3d``'s default weight with a zero bias (line 225)."""
+        self.dpe.reset_parameters()
         nn.init.zeros_(self.dpe.bias)
         nn.init.xavier_uniform_(self.attn.qkv.weight)
         nn.init.zeros_(self.attn.qkv.bias)
+        self.mlp.fc1.reset_parameters()
         nn.init.xavier_uniform_(self.mlp.fc1.weight)
         # zero-init: the query leaves the block unchanged at step 0
         for layer in (self.attn.proj, self.mlp.fc2):

@@ -196,6 +196,13 @@ class UniFormerV2(VideoTransformer):
         scale = self.embed_dim**-0.5  # CLIP's initialisation of class_embedding / positional_embedding
         nn.init.normal_(self.cls_token, std=scale)
         nn.init.normal_(self.pos_embed, std=scale)
+        if self.num_classes > 0:
+            self.head.reset_parameters()  # official proj.2 keeps nn.Linear's default init (line 237)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        if num_classes > 0:
+            self.head.reset_parameters()
 
     def freeze_backbone(self) -> None:
         """``requires_grad=False`` on the CLIP backbone (:data:`BACKBONE_PARTS`), as the official FROZEN recipe."""
@@ -232,7 +239,10 @@ class UniFormerV2(VideoTransformer):
         return self.fc_norm((1 - w) * query + w * x[:, 1:].mean(dim=1))
 
     def no_weight_decay(self) -> set[str]:
-        return super().no_weight_decay() | ({"balance"} if self.balance is not None else set())
+        """What the official optimizer exempts beyond 1-D parameters: nothing (``slowfast/models/optimizer.py:
+        37-48`` with ``ZERO_WD_1D_PARAM``); our ``(1, 1, D)`` ``cls_token`` is its 1-D ``class_embedding``. The
+        position embedding and the query (``temporal_cls_token``) are decayed there, so here too."""
+        return {"cls_token"} | ({"balance"} if self.balance is not None else set())
 
 
 # -- registered variants --------------------------------------------------------------------------------
