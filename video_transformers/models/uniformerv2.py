@@ -81,6 +81,16 @@ def official_drop_path_rates(rate: float, n: int) -> list[float]:
     return torch.linspace(0, rate, n, device="cpu").tolist()  # cpu: also under a meta-device context
 
 
+def resolve_global_layers(global_layers: list[int] | None, depth: int) -> list[int]:
+    """The blocks followed by a global UniBlock: increasing indices below ``depth``; ``None`` = the last 4."""
+    layers = list(range(max(0, depth - 4), depth)) if global_layers is None else list(global_layers)
+    if not layers or sorted(set(layers)) != layers or not 0 <= layers[0]:
+        raise ValueError(f"global_layers {layers}: expected increasing block indices")
+    if layers[-1] >= depth:
+        raise ValueError(f"global_layers {layers}: the backbone has only {depth} blocks")
+    return layers
+
+
 class UniFormerV2(VideoTransformer):
     """UniFormerV2 on a CLIP ViT: ``(B, C, T, H, W)`` -> ``(B, num_classes)``.
 
@@ -126,14 +136,11 @@ class UniFormerV2(VideoTransformer):
         frozen: bool = False,
     ) -> None:
         super().__init__()
-        act_layer = make_act_layer(act)
         if local_mhra not in ("none", "single", "double"):
             raise ValueError(f"local_mhra {local_mhra!r}: expected 'none', 'single' or 'double'")
-        global_layers = list(range(max(0, depth - 4), depth)) if global_layers is None else list(global_layers)
-        if not global_layers or sorted(set(global_layers)) != global_layers or not 0 <= global_layers[0]:
-            raise ValueError(f"global_layers {global_layers}: expected increasing block indices")
-        if global_layers[-1] >= depth:
-            raise ValueError(f"global_layers {global_layers}: the backbone has only {depth} blocks")
+        global_layers = resolve_global_layers(global_layers, depth)
+        if num_frames % (2 if temporal_downsample else 1):
+            raise ValueError(f"num_frames {num_frames} must be even with temporal_downsample")
         self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
         self.mean, self.std = CLIP_MEAN, CLIP_STD
         self.temporal_downsample, self.local_mhra, self.global_layers = temporal_downsample, local_mhra, global_layers
@@ -142,44 +149,31 @@ class UniFormerV2(VideoTransformer):
         self.attention_pattern = (
             f"spatial MHSA per frame ({local_text}); global query cross-attends all tokens after blocks {global_layers}"
         )
-        stride = 2 if temporal_downsample else 1
-        if num_frames % stride:
-            raise ValueError(f"num_frames {num_frames} must be even with temporal_downsample")
         self.patch_embed = StridedPatchEmbed3d(
             img_size=img_size,
             patch_size=patch_size,
             temporal_kernel=3 if temporal_downsample else 1,
-            temporal_stride=stride,
+            temporal_stride=2 if temporal_downsample else 1,
             in_chans=in_chans,
             embed_dim=embed_dim,
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
         self.norm_pre = CastLayerNorm(embed_dim, eps=1e-5)
-        block = dict(mlp_ratio=mlp_ratio, act_layer=act_layer, norm_eps=1e-5)
-        rates = official_drop_path_rates(drop_path_rate, depth)
-        if local_mhra != "none":
-            local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
-            self.blocks = nn.ModuleList(
-                LocalUniBlock(embed_dim, num_heads, drop_path=p, **local, **block) for p in rates
-            )
-        else:
-            self.blocks = nn.ModuleList(ImageBlock(embed_dim, num_heads, drop_path=p, **block) for p in rates)
-
+        act_layer = make_act_layer(act)
+        local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
+        block_cls, block_kw = (ImageBlock, {}) if local_mhra == "none" else (LocalUniBlock, local)
+        self.blocks = nn.ModuleList(
+            block_cls(embed_dim, num_heads, drop_path=p, mlp_ratio=mlp_ratio, act_layer=act_layer, **block_kw)
+            for p in official_drop_path_rates(drop_path_rate, depth)
+        )
         self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))  # the global query, zero at init
+        global_kw = dict(mlp_ratio=global_mlp_ratio, mlp_drop=global_mlp_drop, act_layer=act_layer)
         self.global_blocks = nn.ModuleList(
-            GlobalUniBlock(
-                embed_dim,
-                num_heads,
-                mlp_ratio=global_mlp_ratio,
-                mlp_drop=global_mlp_drop,
-                drop_path=p,
-                act_layer=act_layer,
-            )
+            GlobalUniBlock(embed_dim, num_heads, drop_path=p, **global_kw)
             for p in official_drop_path_rates(global_drop_path_rate, len(global_layers))
         )
-        # block index -> global block index, resolved once
-        self._global_at = {layer: j for j, layer in enumerate(global_layers)}
+        self._global_at = {layer: j for j, layer in enumerate(global_layers)}  # block index -> global block index
         # sigmoid(0) = 1/2: query and CLS mean weigh equally; the frozen variant has no mix (official line 239)
         self.balance = None if frozen else nn.Parameter(torch.zeros(embed_dim))
         self.fc_norm = nn.LayerNorm(embed_dim)
