@@ -15,6 +15,7 @@ import torch
 from einops import rearrange
 
 from tests.test_timesformer import official_divided_block
+from video_transformers.layers import DropPath
 from video_transformers.models.base import IMAGENET_MEAN, IMAGENET_STD
 from video_transformers.models.timesformer import TimeSformer
 from video_transformers.pretrained import PretrainedError, from_pretrained
@@ -243,6 +244,25 @@ def test_official_checkpoint_loaded_at_another_size_gives_the_official_logits(sc
     with torch.no_grad():
         diff = (model(official_input(size)) - official_outputs()["logits"][scheme][size]).abs().max().item()
     assert diff <= 1e-5, diff
+
+
+@pytest.mark.parametrize("scheme", OFFICIAL_SCHEMES)
+def test_drop_path_acts_where_the_official_one_does(scheme: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training mode with stochastic depth replaced, in the official model and here, by the same fixed
+    pattern over the batch that each block folds at that point (clips, frames, spatial positions): equal
+    logits mean the same placement and grouping (vit.py:109, 120-121, 127, 139, 152)."""
+    from tests.fixtures.make_timesformer_fixtures import pattern_drop_path
+
+    model = from_pretrained(FIXTURES / f"{scheme}.pyth", num_heads=4, drop_path_rate=0.1)
+    for m in model.modules():
+        if isinstance(m, DropPath) and m.p > 0:  # the official code has nn.Identity where the rate is 0
+            monkeypatch.setattr(m, "forward", pattern_drop_path)
+    model.train()
+    with torch.no_grad():
+        out = model(official_input("4x16x16"))
+    ref = official_outputs()["train_pattern_drop_path"][scheme]
+    assert (official_outputs()["logits"][scheme]["4x16x16"] - ref).abs().max() > 1e-2  # the pattern matters
+    assert (out - ref).abs().max().item() <= 1e-5
 
 
 def test_space_only_official_checkpoint_needs_no_frame_count(caplog: pytest.LogCaptureFixture) -> None:
