@@ -47,6 +47,10 @@ class PatchEmbed3d(nn.Module):
         k = (tubelet_size, patch_size, patch_size)
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=k, stride=k, bias=bias)
 
+    def grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """Tokens per axis ``(t, h, w)`` for a ``frames x height x width`` input."""
+        return frames // self.tubelet_size, height // self.patch_size, width // self.patch_size
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.strict_img_size:
             if x.ndim != 5 or x.shape[2] % self.tubelet_size or min(x.shape[3:]) < self.patch_size:

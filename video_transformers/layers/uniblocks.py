@@ -15,6 +15,9 @@ Understanding", ICCV 2023, section 3 / Fig. 3), on the shared :class:`Attention`
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -101,6 +104,11 @@ class StridedPatchEmbed3d(nn.Module):
             bias=False,
         )
 
+    def grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """Tokens per axis ``(t, h, w)`` for a ``frames x height x width`` input (the convolution's output size)."""
+        k, s = self.temporal_kernel, self.temporal_stride
+        return (frames + 2 * (k // 2) - k) // s + 1, height // self.patch_size, width // self.patch_size
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, size, s = self.in_chans, self.img_size, self.temporal_stride
         if x.ndim != 5 or x.shape[1] != c or x.shape[3:] != (size, size) or x.shape[2] % s:
@@ -147,12 +155,15 @@ class ImageBlock(Block):
     shared by every clip and frame (official line 70 on ``(1 + h*w, B*t, D)`` tensors, lines 114 and 127).
     """
 
-    def __init__(self, dim: int, num_heads: int, *, drop_path: float = 0.0, norm_eps: float = 1e-5, **kwargs) -> None:
-        super().__init__(dim, num_heads, drop_path=drop_path, norm_eps=norm_eps, **kwargs)
-        self.norm1 = CastLayerNorm(dim, eps=norm_eps)
-        self.norm2 = CastLayerNorm(dim, eps=norm_eps)
-        self.drop_path1 = SharedDropPath(drop_path, dims=(1,))  # tokens ((B t), n, D): draws along n
-        self.drop_path2 = SharedDropPath(drop_path, dims=(1,))
+    def __init__(self, dim: int, num_heads: int, *, norm_eps: float = 1e-5, **block_kwargs: Any) -> None:
+        super().__init__(
+            dim,
+            num_heads,
+            norm_eps=norm_eps,
+            norm_layer=CastLayerNorm,
+            drop_path_layer=partial(SharedDropPath, dims=(1,)),  # tokens ((B t), n, D): draws along n
+            **block_kwargs,
+        )
 
     def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
         return super().forward(x)
@@ -176,7 +187,7 @@ class LocalUniBlock(ImageBlock):
         reduction: float = 1.5,
         kernel_size: int = 3,
         drop_path: float = 0.0,
-        **block_kwargs,
+        **block_kwargs: Any,
     ) -> None:
         super().__init__(dim, num_heads, drop_path=drop_path, **block_kwargs)
         self.lmhra1 = LocalMHRA(dim, reduction=reduction, kernel_size=kernel_size)

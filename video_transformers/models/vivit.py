@@ -57,13 +57,13 @@ from torch import nn
 from video_transformers.layers import (
     Attention,
     Block,
-    BlockStack,
+    DropPath,
+    Encoder,
     PatchEmbed3d,
-    drop_path_rates,
     make_act_layer,
     prepend,
 )
-from video_transformers.models.base import VideoTransformer, init_weights
+from video_transformers.models.base import AttentionLayout, VideoTransformer, init_weights
 from video_transformers.models.registry import register_model
 
 VIVIT_MEAN = (0.5, 0.5, 0.5)  # ViViT's released models take pixels in [-1, 1]
@@ -189,12 +189,7 @@ class _ViViT(VideoTransformer):
         if head_init not in ("zeros", "trunc_normal"):
             raise ValueError(f"unknown head_init {head_init!r}; expected 'zeros' (scenic) or 'trunc_normal' (timm)")
         self.embed_dim, self.num_frames, self.img_size, self.in_chans = embed_dim, num_frames, img_size, in_chans
-        self.num_heads, self.norm_eps, self.drop_path_rate, self.head_init = (
-            num_heads,
-            norm_eps,
-            drop_path_rate,
-            head_init,
-        )
+        self.num_heads, self.drop_path_rate, self.head_init = num_heads, drop_path_rate, head_init
         self.mean, self.std = VIVIT_MEAN, VIVIT_STD
         self.patch_embed = PatchEmbed3d(
             img_size=img_size,
@@ -212,18 +207,22 @@ class _ViViT(VideoTransformer):
             attn_drop=attn_drop_rate,
             act_layer=make_act_layer(act),
             norm_eps=norm_eps,
-            drop_path_scale_by_keep=drop_path_scale_by_keep,
+            drop_path_layer=partial(DropPath, scale_by_keep=drop_path_scale_by_keep),
         )
         self._init_head(num_classes, head_drop_rate)
 
-    def _stack(self, block_fn: type[nn.Module], depth: int, **block_kwargs: Any) -> BlockStack:
+    def _stack(self, block_fn: type[nn.Module], depth: int, **block_kwargs: Any) -> Encoder:
         """``depth`` blocks with drop-path rising linearly to ``drop_path_rate`` (model.py:428-430), then a
         final LayerNorm (model.py:445-446)."""
-        blocks = [
-            block_fn(self.embed_dim, self.num_heads, drop_path=p, **self._block_kwargs, **block_kwargs)
-            for p in drop_path_rates(self.drop_path_rate, depth)
-        ]
-        return BlockStack(blocks, self.embed_dim, self.norm_eps)
+        return Encoder(
+            self.embed_dim,
+            depth,
+            self.num_heads,
+            drop_path=self.drop_path_rate,
+            block_fn=block_fn,
+            **self._block_kwargs,
+            **block_kwargs,
+        )
 
     def _init_weights(self, *, pos_embeds: list[nn.Parameter], cls_tokens: list[nn.Parameter]) -> None:
         init_weights(self)
@@ -254,6 +253,10 @@ class _ViViT(VideoTransformer):
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         return self._pool(x)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Embeddings, then ``encoder.blocks.<i>`` (Models 1, 3, 4)."""
+        return {"stem": r"^(?:cls_token|pos_embed|patch_embed)(?:\.|$)", "blocks": r"^encoder\.blocks\.(\d+)\."}
 
 
 def _with_shared_args(cls: type[_ViViT]) -> type[_ViViT]:
@@ -291,6 +294,10 @@ class ViViTSpatioTemporal(_ViViT):
         self.encoder = self._stack(Block, depth)
         self._init_weights(pos_embeds=[self.pos_embed], cls_tokens=[self.cls_token] if token else [])
 
+    def attention_layout(self) -> AttentionLayout | None:
+        """Joint attention over the CLS token and all ``t*n`` patches (none to follow without a CLS token)."""
+        return AttentionLayout("joint", r"encoder\.blocks\.\d+\.attn") if self.num_prefix_tokens else None
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, [1 +] t*n, D)`` tokens, CLS first."""
         x = rearrange(self.patch_embed(x), "b t n d -> b (t n) d")
@@ -303,6 +310,7 @@ class ViViTFactorisedEncoder(_ViViT):
     with its own CLS token (or, with ``global_pool="avg"``, averaging its tokens instead)."""
 
     attention_pattern = "spatial encoder per temporal index, then temporal encoder over CLS tokens (ViViT Model 2)"
+    supports_streaming = True  # forward_spatial encodes each temporal index alone (Fig. 4)
 
     def __init__(
         self, *, spatial_depth: int = 12, temporal_depth: int = 4, global_pool: GlobalPool = "token", **kwargs: Any
@@ -319,6 +327,20 @@ class ViViTFactorisedEncoder(_ViViT):
         self.temporal = self._stack(Block, temporal_depth)
         cls = [self.cls_token, self.temporal_cls_token] if token else []
         self._init_weights(pos_embeds=[self.pos_embed, self.temporal_pos_embed], cls_tokens=cls)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Embeddings (both encoders'), the spatial blocks, then the temporal blocks on top of them."""
+        return {
+            "stem": r"^(?:cls_token|pos_embed|patch_embed|temporal_cls_token|temporal_pos_embed)(?:\.|$)",
+            "blocks": r"^spatial\.blocks\.(\d+)\.",
+            "temporal_blocks": r"^temporal\.blocks\.(\d+)\.",
+        }
+
+    def attention_layout(self) -> AttentionLayout | None:
+        """Spatial attention per temporal index and temporal attention over the indices, each with its CLS."""
+        if not self.num_prefix_tokens:
+            return None
+        return AttentionLayout("factorised_encoder", r"spatial\.blocks\.\d+\.attn", r"temporal\.blocks\.\d+\.attn")
 
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> per-temporal-index spatial features ``(B, t, D)`` (CLS or mean)."""
