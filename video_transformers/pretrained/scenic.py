@@ -49,7 +49,7 @@ from video_transformers.models.vivit import (
     ViViTFactorisedSelfAttention,
     ViViTSpatioTemporal,
 )
-from video_transformers.pretrained.common import PretrainedError, load_checked, register_format
+from video_transformers.pretrained.common import PretrainedError, load_pretrained, register_format
 
 log = logging.getLogger(__name__)
 
@@ -449,17 +449,10 @@ def load_scenic_vivit(
         img_size=img_size,
     )
     state_dict = convert_scenic_vivit(params, cls, kwargs, path)
-    saved_classes = kwargs["num_classes"]
-    kwargs.update(overrides)
-    missing: list[str] = []
-    if kwargs["num_classes"] != saved_classes:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-        missing = ["head.*"] if kwargs["num_classes"] > 0 else []
-        log.info("%s: %d checkpoint classes, %d wanted: new classifier", path, saved_classes, kwargs["num_classes"])
-    model = cls(**kwargs)
-    load_checked(model, state_dict, missing=missing)
+    model = cls(**{**kwargs, **overrides})
+    load_pretrained(model, state_dict, str(path))
     model.mean, model.std = VIVIT_MEAN, VIVIT_STD  # pixels in [-1, 1] (video_tfrecord_dataset.py:279-280, 402)
-    model.model_name = _registry_name(cls, kwargs)
+    model.model_name = _registry_name(cls, model.model_args)
     return model
 
 

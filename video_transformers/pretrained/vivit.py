@@ -32,7 +32,6 @@ unexpected (:func:`load_image_weights` asserts both).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -45,7 +44,6 @@ from timm.layers import resample_abs_pos_embed, resample_patch_embed
 from torch import nn
 
 from video_transformers.layers import inflate_patch_weight
-from video_transformers.models import create_model
 from video_transformers.models.vivit import (
     VIVIT_MEAN,
     VIVIT_STD,
@@ -53,14 +51,19 @@ from video_transformers.models.vivit import (
     ViViTFactorisedEncoder,
     ViViTFactorisedSelfAttention,
     ViViTSpatioTemporal,
+    _ViViT,
 )
 from video_transformers.pretrained.common import (
     PretrainedError,
+    config_model_type,
+    hf_weights,
     image_state_dict,
     load_checked,
-    load_state_dict_file,
+    load_pretrained,
+    read_json,
     register_format,
 )
+from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +260,7 @@ def expected_missing(model: nn.Module, **options: Any) -> list[str]:
     return missing
 
 
+@register_image_init(_ViViT)
 def load_image_weights(
     model: nn.Module, source: str | dict[str, torch.Tensor] = DEFAULT_IMAGE_MODEL, **options: Any
 ) -> nn.Module:
@@ -369,7 +373,7 @@ def hf_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]
             break
     else:
         return VIVIT_MEAN, VIVIT_STD
-    cfg = json.loads(path.read_text())
+    cfg = read_json(path)
     scale = 255.0 * cfg.get("rescale_factor", 1 / 127.5) if cfg.get("do_rescale", True) else 1.0
     offset = 1.0 if cfg.get("offset", True) and cfg.get("do_rescale", True) else 0.0
     mean, std = [0.0] * 3, [1.0] * 3
@@ -378,27 +382,8 @@ def hf_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple((offset + m) / scale for m in mean), tuple(s / scale for s in std)
 
 
-def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            return load_state_dict_file(folder / name)
-    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        if (folder / name).is_file():
-            shards = sorted(set(json.loads((folder / name).read_text())["weight_map"].values()))
-            return {k: v for shard in shards for k, v in load_state_dict_file(folder / shard).items()}
-    raise PretrainedError(
-        f"{folder}: no model.safetensors or pytorch_model.bin (or a sharded index) next to config.json"
-    )
-
-
 def is_hf_vivit(path: Path) -> bool:
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file()):
-        return False
-    try:
-        return json.loads(config.read_text()).get("model_type") == "vivit"
-    except (json.JSONDecodeError, OSError):
-        return False
+    return config_model_type(path) == "vivit"
 
 
 def load_hf_vivit(path: str | Path, **overrides: Any) -> ViViTSpatioTemporal:
@@ -406,18 +391,13 @@ def load_hf_vivit(path: str | Path, **overrides: Any) -> ViViTSpatioTemporal:
     class names from ``id2label`` and the normalisation of its preprocessor config. Every key must match;
     overriding ``num_classes`` leaves the classifier new (``head.*`` then the only missing keys)."""
     folder = Path(path)
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     kwargs = {**hf_model_kwargs(config), **overrides}
     model = ViViTSpatioTemporal(**kwargs)
-    state_dict = convert_hf_vivit(_hf_weights(folder))
-    missing: list[str] = []
-    if kwargs["num_classes"] != hf_model_kwargs(config)["num_classes"]:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-        missing = ["head.*"] if kwargs["num_classes"] > 0 else []
-    load_checked(model, state_dict, missing=missing)
+    head_kept = load_pretrained(model, convert_hf_vivit(hf_weights(folder)), str(folder))
     model.mean, model.std = hf_normalisation(folder)
     id2label = config.get("id2label") or {}
-    if id2label and not missing:
+    if id2label and head_kept:
         model.class_names = [id2label[k] for k in sorted(id2label, key=int)]
     model.model_name = "vivit_base_spatio_temporal_16x2" if kwargs["embed_dim"] == 768 else "vivit_spatio_temporal"
     return model
@@ -426,20 +406,10 @@ def load_hf_vivit(path: str | Path, **overrides: Any) -> ViViTSpatioTemporal:
 register_format("hf_vivit", is_hf_vivit, load_hf_vivit)
 
 
-def create_from_image(
-    name: str, source: str | dict[str, torch.Tensor] = DEFAULT_IMAGE_MODEL, **kwargs: Any
-) -> nn.Module:
-    """``create_model(name, **model_kwargs)`` initialised from an image ViT; ``inflation`` and
-    ``temporal_init`` in ``kwargs`` go to the filter, everything else to the model."""
-    options = {k: kwargs.pop(k) for k in ("inflation", "temporal_init", "cls_init") if k in kwargs}
-    return load_image_weights(create_model(name, **kwargs), source, **options)
-
-
 __all__ = [
     "DEFAULT_IMAGE_MODEL",
     "FILTERS",
     "convert_hf_vivit",
-    "create_from_image",
     "expected_missing",
     "factorised_dot_product_filter_fn",
     "factorised_encoder_filter_fn",
