@@ -356,7 +356,8 @@ class TimeSformer(VideoTransformer):
             patch_size=patch_size,
             in_chans=in_chans,
             embed_dim=d,
-            strict_img_size=False,  # any T and size, as the official forward (vit.py:169-175, 255-287)
+            strict_img_size=False,  # any size and T, as the official forward (vit.py:169-175, 255-287)
+            strict_num_frames=False,
         )
         t, h, w = self.patch_embed.grid_size
         if self.scheme.even_grid and (t % 2 or h % 2 or w % 2):
@@ -423,73 +424,28 @@ class TimeSformer(VideoTransformer):
 
 
 # -- registry ------------------------------------------------------------------------------------------
-_BASE = dict(img_size=224, num_frames=8, patch_size=16, embed_dim=768, depth=12, num_heads=12)
-_TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
-_TABLE1 = "Bertasius et al. 2021, Table 1"
 # Table 1 (K400, 8x224): parameters per scheme. Table 3: TimeSformer 0.59 TFLOPs for 3 views (1 clip x 3 crops),
 # TimeSformer-HR 5.11, TimeSformer-L 7.14; per view = / 3 (GFLOPs = multiply-adds, fvcore).
+_TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
+_TABLE1, _TABLE3 = "Bertasius et al. 2021, Table 1", "Bertasius et al. 2021, Table 3"
 
-register_model(
-    "timesformer_base_space_only_8x224",
-    TimeSformer,
-    tiny=_TINY,
-    paper=dict(params_m=85.9, source=_TABLE1),
-    attention_type="space_only",
-    **_BASE,
-)
-register_model(
-    "timesformer_base_joint_8x224",
-    TimeSformer,
-    tiny=_TINY,
-    paper=dict(params_m=85.9, source=_TABLE1),
-    attention_type="joint_space_time",
-    **_BASE,
-)
-register_model(
-    "timesformer_base_divided_8x224",
-    TimeSformer,
-    tiny=_TINY,
-    paper=dict(params_m=121.4, gflops=590.0 / 3, views=3, source="Bertasius et al. 2021, Tables 1 and 3"),
-    attention_type="divided_space_time",
-    **_BASE,
-)
-register_model(
-    "timesformer_base_local_global_8x224",
-    TimeSformer,
-    tiny=_TINY,
-    paper=dict(params_m=121.4, source=_TABLE1),
-    attention_type="local_global",
-    **_BASE,
-)
-register_model(
-    "timesformer_base_axial_8x224",
-    TimeSformer,
-    tiny=_TINY,
-    # our reading of T+W+H (two added steps with *_fc) gives 157.0M
-    paper=dict(params_m=156.3, params_tol=0.01, source=_TABLE1),
-    attention_type="axial",
-    **_BASE,
-)
-register_model(
-    "timesformer_hr_divided_16x448",
-    TimeSformer,
-    tiny=dict(_TINY, img_size=64),
-    # Table 3 gives 121.4M for HR as for the base model; the 28x28 pos_embed adds 0.46M (0.5%) that it leaves out.
-    paper=dict(
-        params_m=121.4,
-        params_tol=0.01,
-        gflops=5110.0 / 3,
-        views=3,
-        source="Bertasius et al. 2021, Table 3 (TimeSformer-HR)",
-    ),
-    attention_type="divided_space_time",
-    **dict(_BASE, img_size=448, num_frames=16),
-)
-register_model(
-    "timesformer_large_divided_96x224",
-    TimeSformer,
-    tiny=dict(_TINY, num_frames=8),
-    paper=dict(params_m=121.4, gflops=7140.0 / 3, views=3, source="Bertasius et al. 2021, Table 3 (TimeSformer-L)"),
-    attention_type="divided_space_time",
-    **dict(_BASE, num_frames=96),
-)
+
+def _vit_b16(name: str, attention_type: str, frames: int, size: int, paper: dict, **tiny: int) -> None:
+    """Register ``name``: TimeSformer on ViT-B/16 (the paper's backbone for every variant)."""
+    sizes = dict(num_frames=frames, img_size=size, patch_size=16, embed_dim=768, depth=12, num_heads=12)
+    register_model(name, TimeSformer, tiny={**_TINY, **tiny}, paper=paper, attention_type=attention_type, **sizes)
+
+
+_vit_b16("timesformer_base_space_only_8x224", "space_only", 8, 224, dict(params_m=85.9, source=_TABLE1))
+_vit_b16("timesformer_base_joint_8x224", "joint_space_time", 8, 224, dict(params_m=85.9, source=_TABLE1))
+_vit_b16("timesformer_base_divided_8x224", "divided_space_time", 8, 224,
+         dict(params_m=121.4, gflops=590.0 / 3, views=3, source="Bertasius et al. 2021, Tables 1 and 3"))  # fmt: skip
+_vit_b16("timesformer_base_local_global_8x224", "local_global", 8, 224, dict(params_m=121.4, source=_TABLE1))
+# our reading of T+W+H (two added steps with *_fc) gives 157.0M
+_vit_b16("timesformer_base_axial_8x224", "axial", 8, 224, dict(params_m=156.3, params_tol=0.01, source=_TABLE1))
+# Table 3 gives 121.4M for HR as for the base model; the 28x28 pos_embed adds 0.46M (0.5%) that it leaves out.
+_vit_b16("timesformer_hr_divided_16x448", "divided_space_time", 16, 448, img_size=64,
+         paper=dict(params_m=121.4, params_tol=0.01, gflops=5110.0 / 3, views=3,
+                    source=f"{_TABLE3} (TimeSformer-HR)"))  # fmt: skip
+_vit_b16("timesformer_large_divided_96x224", "divided_space_time", 96, 224, num_frames=8,
+         paper=dict(params_m=121.4, gflops=7140.0 / 3, views=3, source=f"{_TABLE3} (TimeSformer-L)"))  # fmt: skip

@@ -398,55 +398,31 @@ class ViViTFactorisedDotProduct(_ViViTFactorisedBlocks):
 
 # -- registry -----------------------------------------------------------------------------------------
 _B16X2 = dict(img_size=224, num_frames=32, patch_size=16, tubelet_size=2, embed_dim=768, num_heads=12)
-_L16X2 = dict(_B16X2, embed_dim=1024, num_heads=16)
+_L16X2 = dict(_B16X2, embed_dim=1024, num_heads=16)  # ViViT-L (ViT-L sizes; paper Table 1)
 _TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
-_TINY_FE = dict(_TINY, spatial_depth=2, temporal_depth=1)
-del _TINY_FE["depth"]
+_TINY_FE = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, spatial_depth=2, temporal_depth=1, num_heads=4)
 
-register_model(
-    "vivit_base_spatio_temporal_16x2",
-    ViViTSpatioTemporal,
-    tiny=_TINY,
-    paper=dict(params_m=88.9, gflops=455.2, source=TABLE2),
-    depth=12,
-    **_B16X2,
-)
-register_model(
-    "vivit_base_factorised_encoder_16x2",
-    ViViTFactorisedEncoder,
-    tiny=_TINY_FE,
-    paper=dict(params_m=115.1, gflops=284.4, source=TABLE2),
-    spatial_depth=12,
-    temporal_depth=4,
-    **_B16X2,
-)
-register_model(
-    "vivit_base_factorised_self_attention_16x2",
-    ViViTFactorisedSelfAttention,
-    tiny=_TINY,
-    paper=dict(params_m=117.3, gflops=372.3, source=TABLE2),
-    depth=12,
-    **_B16X2,
-)
-register_model(
-    "vivit_base_factorised_dot_product_16x2",
-    ViViTFactorisedDotProduct,
-    tiny=_TINY,
-    paper=dict(params_m=88.9, gflops=277.1, source=TABLE2),
-    depth=12,
-    **_B16X2,
-)
-# ViViT-L (ViT-L sizes: 24 layers, width 1024, 16 heads; paper Table 1), Model 1: the size of the released
-# K400 ViViT-L/16x2 checkpoint. No per-view params/GFLOPs for this configuration are recorded here: the
-# paper's Table 6 reports multi-view totals only.
-register_model(
-    "vivit_large_spatio_temporal_16x2",
-    ViViTSpatioTemporal,
-    tiny=dict(_TINY, num_heads=2),
-    paper=dict(source="Arnab et al. 2021, Table 1 (ViViT-L: 24 layers, D=1024, 16 heads, MLP 4096)"),
-    depth=24,
-    **_L16X2,
-)
+
+def _vivit(name: str, cls: type[_ViViT], sizes: dict, tiny: dict, paper: dict, **depths: int) -> None:
+    register_model(name, cls, tiny=tiny, paper=paper, **sizes, **depths)
+
+
+def _table2(params_m: float, gflops: float) -> dict:
+    return dict(params_m=params_m, gflops=gflops, source=TABLE2)
+
+
+_vivit("vivit_base_spatio_temporal_16x2", ViViTSpatioTemporal, _B16X2, _TINY, _table2(88.9, 455.2), depth=12)
+_vivit("vivit_base_factorised_encoder_16x2", ViViTFactorisedEncoder, _B16X2, _TINY_FE, _table2(115.1, 284.4),
+       spatial_depth=12, temporal_depth=4)  # fmt: skip
+_vivit("vivit_base_factorised_self_attention_16x2", ViViTFactorisedSelfAttention, _B16X2, _TINY,
+       _table2(117.3, 372.3), depth=12)  # fmt: skip
+_vivit("vivit_base_factorised_dot_product_16x2", ViViTFactorisedDotProduct, _B16X2, _TINY, _table2(88.9, 277.1),
+       depth=12)  # fmt: skip
+# ViViT-L Model 1: the size of the released K400 ViViT-L/16x2 checkpoint. No per-view params/GFLOPs for this
+# configuration are recorded here: the paper's Table 6 reports multi-view totals only.
+_vivit("vivit_large_spatio_temporal_16x2", ViViTSpatioTemporal, _L16X2, dict(_TINY, num_heads=2),
+       dict(source="Arnab et al. 2021, Table 1 (ViViT-L: 24 layers, D=1024, 16 heads, MLP 4096)"),
+       depth=24)  # fmt: skip
 # ViViT-L/16x2 factorised encoder, the model of scenic's released ViViT-L checkpoints (K400, K600, Epic
 # Kitchens, SSv2: scenic/projects/vivit/README.md:51-54). Sizes from scenic's Kinetics config
 # (configs/kinetics400/vivit_large_factorised_encoder.py:87-109: 24 spatial and 24 temporal layers of width
@@ -454,15 +430,7 @@ register_model(
 # temporal layers (pass temporal_depth=4; from_pretrained reads the depth from the checkpoint). Scenic's
 # README reports 80.3 / 81.6 top-1 (K400 / K600, 4x3 views) for these checkpoints; per-view params/GFLOPs
 # of this configuration are not recorded here (the paper's Table 6 gives multi-view totals only).
-register_model(
-    "vivit_large_factorised_encoder_16x2",
-    ViViTFactorisedEncoder,
-    tiny=dict(_TINY_FE, num_heads=2),
-    paper=dict(
-        source="scenic ViViT README (ViViT-L/16x2 FE: K400 80.3, K600 81.6 top-1, 4x3 views); sizes from scenic's "
-        "configs/kinetics400/vivit_large_factorised_encoder.py"
-    ),
-    spatial_depth=24,
-    temporal_depth=24,
-    **_L16X2,
-)
+_vivit("vivit_large_factorised_encoder_16x2", ViViTFactorisedEncoder, _L16X2, dict(_TINY_FE, num_heads=2),
+       dict(source="scenic ViViT README (ViViT-L/16x2 FE: K400 80.3, K600 81.6 top-1, 4x3 views); sizes from "
+            "scenic's configs/kinetics400/vivit_large_factorised_encoder.py"),
+       spatial_depth=24, temporal_depth=24)  # fmt: skip

@@ -389,10 +389,6 @@ def get(name: str) -> Checkpoint | None:
     return CHECKPOINTS.get(name)
 
 
-def list_checkpoints(family: str | None = None) -> list[str]:
-    return [n for n, c in CHECKPOINTS.items() if family is None or c.family == family]
-
-
 # -- tables (vt info --pretrained, docs/pretrained.md) ---------------------------------------------------
 def _norm(c: Checkpoint) -> str:
     same = len(set(c.mean)) == 1 and len(set(c.std)) == 1
@@ -479,4 +475,4 @@ def to_csv(names: list[str] | None = None) -> str:
     return buf.getvalue()
 
 
-__all__ = ["CHECKPOINTS", "Checkpoint", "Source", "get", "list_checkpoints", "rows"]
+__all__ = ["CHECKPOINTS", "Checkpoint", "Source", "get", "rows"]

@@ -57,6 +57,7 @@ from video_transformers.pretrained.common import (
     read_json,
     register_format,
 )
+from video_transformers.pretrained.hf_config import VIT_FIELDS, vit_kwargs
 from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
@@ -291,23 +292,14 @@ _HF_RENAMES = [  # (regex on the HF key, our key), first match wins
     (r"^timesformer\.layernorm\.", "norm."),
     (r"^classifier\.", "head."),
 ]
-_HF_ACT = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
 # TimesformerConfig fields -> TimeSformer arguments (transformers models/timesformer/configuration_timesformer.py)
 _HF_FIELDS = {
-    "image_size": "img_size",
+    **VIT_FIELDS,
     "patch_size": "patch_size",
-    "num_channels": "in_chans",
-    "num_frames": "num_frames",
-    "hidden_size": "embed_dim",
-    "num_hidden_layers": "depth",
-    "num_attention_heads": "num_heads",
-    "qkv_bias": "qkv_bias",
     "attention_type": "attention_type",
     "hidden_dropout_prob": "drop_rate",
     "attention_probs_dropout_prob": "attn_drop_rate",
     "drop_path_rate": "drop_path_rate",
-    "layer_norm_eps": "norm_eps",
-    "hidden_act": "act",
 }
 # TimesformerConfig's defaults for the fields no tensor shape holds: what transformers uses when config.json
 # lacks them (configuration_timesformer.py, class TimesformerConfig).
@@ -336,41 +328,11 @@ def convert_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _square(config: dict[str, Any], field: str) -> int:
-    value = config[field]
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2 or value[0] != value[1]:
-            raise PretrainedError(f"config.json: {field} {value!r} is not square; TimeSformer needs square frames")
-        value = value[0]
-    return int(value)
-
-
 def hf_config_to_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """``TimesformerConfig`` fields -> :class:`TimeSformer` arguments: every architecture field the config
     has (heads, eps, activation, qkv bias, frames, size, dropouts), transformers' defaults for absent fields
     that no tensor shape holds (:data:`_HF_DEFAULTS`); absent shape fields are left to the weights."""
-    config = {**_HF_DEFAULTS, **config}
-    act = config["hidden_act"]
-    if act not in _HF_ACT:
-        raise PretrainedError(f"config.json: hidden_act {act!r} is not supported; expected one of {sorted(_HF_ACT)}")
-    kwargs: dict[str, Any] = {}
-    for field, arg in _HF_FIELDS.items():
-        if field not in config:
-            continue
-        value = config[field]
-        if field in ("image_size", "patch_size"):
-            value = _square(config, field)
-        elif field == "hidden_act":
-            value = _HF_ACT[value]
-        elif field.endswith(("_prob", "_rate", "_eps")):
-            value = float(value)
-        kwargs[arg] = value
-    if "intermediate_size" in config and "hidden_size" in config:
-        kwargs["mlp_ratio"] = config["intermediate_size"] / config["hidden_size"]
-    labels = len(config.get("id2label") or {}) or config.get("num_labels")
-    if labels:
-        kwargs["num_classes"] = labels
-    return kwargs
+    return vit_kwargs({**_HF_DEFAULTS, **config}, _HF_FIELDS)
 
 
 def check_against_shapes(kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str) -> None:

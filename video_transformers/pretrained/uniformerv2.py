@@ -77,7 +77,7 @@ def clip_filter_fn(state_dict: dict[str, torch.Tensor], model: UniFormerV2) -> d
             k_t = model.patch_embed.temporal_kernel
             out[k] = inflate_patch_weight(v, k_t, "central_frame") if v.ndim == 4 else v
         elif k == "pos_embed":
-            grid = model.patch_embed.grid_size
+            grid = model.patch_embed.grid_size[1:]
             if v.shape[1] != 1 + grid[0] * grid[1]:
                 v = resample_abs_pos_embed(v, new_size=list(grid), num_prefix_tokens=1)
             out[k] = v

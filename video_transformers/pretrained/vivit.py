@@ -63,6 +63,7 @@ from video_transformers.pretrained.common import (
     read_json,
     register_format,
 )
+from video_transformers.pretrained.hf_config import VIT_FIELDS, vit_kwargs
 from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
@@ -295,41 +296,30 @@ _HF_TO_OURS = [
     (r"^classifier\.", "head."),
 ]
 _HF_QKV = re.compile(r"^layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)$")
-_GELU_TANH = {"gelu_fast", "gelu_new", "gelu_pytorch_tanh", "gelu_tanh", "gelu_accurate"}
+# VivitConfig's defaults (transformers models/vivit/configuration_vivit.py), except the class count: 400
+_HF_DEFAULTS = dict(
+    tubelet_size=[2, 16, 16],
+    image_size=224,
+    num_frames=32,
+    num_channels=3,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu_fast",  # the tanh-approximate GELU
+    qkv_bias=True,
+    layer_norm_eps=1e-6,
+    num_labels=400,
+)
 
 
 def hf_model_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """:class:`ViViTSpatioTemporal` arguments from a Hugging Face ``VivitConfig`` (its config.json)."""
-    t, ph, pw = config.get("tubelet_size", [2, 16, 16])
+    config = {**_HF_DEFAULTS, **config}
+    t, ph, pw = config["tubelet_size"]
     if ph != pw:
         raise PretrainedError(f"config.json: tubelet_size {config['tubelet_size']}: only square patches are supported")
-    image_size = config.get("image_size", 224)
-    if isinstance(image_size, list | tuple):
-        if image_size[0] != image_size[1]:
-            raise PretrainedError(f"config.json: image_size {image_size}: only square inputs are supported")
-        image_size = image_size[0]
-    act = config.get("hidden_act", "gelu_fast")
-    if act not in _GELU_TANH | {"gelu"}:
-        raise PretrainedError(
-            f"config.json: hidden_act {act!r} not supported; expected gelu or a tanh-approximate gelu"
-        )
-    hidden = config.get("hidden_size", 768)
-    id2label = config.get("id2label") or {}
-    return dict(
-        num_classes=len(id2label) if id2label else config.get("num_labels", 400),
-        img_size=image_size,
-        num_frames=config.get("num_frames", 32),
-        patch_size=ph,
-        tubelet_size=t,
-        in_chans=config.get("num_channels", 3),
-        embed_dim=hidden,
-        depth=config.get("num_hidden_layers", 12),
-        num_heads=config.get("num_attention_heads", 12),
-        mlp_ratio=config.get("intermediate_size", 3072) / hidden,
-        qkv_bias=config.get("qkv_bias", True),
-        act="gelu_tanh" if act in _GELU_TANH else "gelu",  # HF ViViT: gelu_fast = tanh-approximate GELU
-        norm_eps=config.get("layer_norm_eps", 1e-6),
-    )
+    return {**vit_kwargs(config, VIT_FIELDS), "patch_size": ph, "tubelet_size": t}
 
 
 def convert_hf_vivit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
