@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import torch
 
 from tests.test_datasets import write_video
 from video_transformers.commands.data import main, target_size
@@ -237,3 +238,19 @@ def test_one_bad_video_is_one_line_without_traceback(embedded_root, tmp_path, mo
     assert "(1 of 24 train videos are unusable; set data.on_bad_video=skip" in lines[0]
     with pytest.raises(VideoDataError, match="grow_000.mp4: cannot decode"):  # the traceback on request
         vt([*args, "--verbose"])
+
+
+def test_resize_keeps_a_phone_videos_rotation(tmp_path):
+    from tests.videos import pattern, psnr, write_frames
+    from video_transformers.commands.data import resize_video
+    from video_transformers.data.video import read_slots
+
+    frames = [pattern((64, 96), seed=3, block=16)] * 3
+    src = write_frames(tmp_path / "phone.mp4", frames, rotation=90, options={"qp": "0", "preset": "ultrafast"})
+    assert resize_video(src, tmp_path / "small.mp4", short_side=32) == "resized"
+    small = probe(tmp_path / "small.mp4")
+    assert small.rotation == 90 and (small.width, small.height) == (32, 48)  # still shown portrait
+    a = read_slots(src, [0], probe(src)).float()
+    b = read_slots(tmp_path / "small.mp4", [0], small).float()
+    shrunk = torch.nn.functional.interpolate(a.transpose(0, 1), size=(48, 32), mode="area").transpose(0, 1)
+    assert psnr(shrunk, b) > 25

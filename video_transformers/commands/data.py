@@ -21,6 +21,7 @@ was found).
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -71,12 +72,16 @@ def resize_video(src: Path, dst: Path, short_side: int, crf: int = 23) -> str:
             rate = ins.average_rate or ins.guessed_rate or 30
             codec, options = CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
             frames = 0
+            decoded = inp.decode(ins)
+            first = next(decoded, None)
             with av.open(str(tmp), mode="w") as out:
                 os_ = out.add_stream(codec, rate=rate)
                 os_.width, os_.height = size
                 os_.pix_fmt = "yuv420p"
                 os_.options = {k: v.format(crf=crf) for k, v in options.items()}
-                for frame in inp.decode(ins):
+                if first is not None and getattr(first, "rotation", 0):
+                    os_.set_display_rotation(first.rotation)  # a phone video stays upright
+                for frame in itertools.chain([first] if first is not None else [], decoded):
                     image = frame.reformat(width=size[0], height=size[1], format="yuv420p")
                     image.pts, image.time_base = frames, 1 / Fraction(rate)  # constant rate, counted from 0
                     out.mux(os_.encode(image))
