@@ -160,6 +160,19 @@ def test_truncated_faststart_mp4_is_named(tmp_path):
     cut.write_bytes(data[: len(data) // 2])  # the index survives: the header still says 10 s
     with pytest.raises(VideoDataError, match=r"cut\.mp4: truncated: stream says 10\.0 s, frames end at [1-6]\.\d s"):
         probe(cut)
+    # cut just short of the end: accepted with the duration its frames have, and read to its last frame
+    outcomes = set()
+    for keep in (0.999, 0.995, 0.99, 0.98):
+        cut.write_bytes(data[: int(len(data) * keep)])
+        try:
+            info = probe(cut)
+        except VideoDataError as e:
+            assert "truncated: stream says 10.0 s" in str(e)
+            outcomes.add("truncated")
+            continue
+        assert info.duration > 9.4 and read_slots(cut, [info.frames - 2, info.frames - 1, 10**6], info).shape[1] == 3
+        outcomes.add("read")
+    assert "read" in outcomes
 
 
 # -- long 720p files: memory bounded by the clip (item 3) -------------------------------------------------------

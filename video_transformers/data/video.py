@@ -346,19 +346,26 @@ def iter_pyav(
         stream.thread_type = "AUTO"
         shown: tuple[int, av.VideoFrame] | None = None
         while target is not None:
-            frames = _decode_from(container, stream, info, target)
-            for fslot, frame in frames:
-                if fslot <= target or shown is None:
+            ended = True
+            try:
+                for fslot, frame in _decode_from(container, stream, info, target):
+                    if fslot <= target or shown is None:
+                        shown = (fslot, frame)
+                        if fslot <= target:
+                            continue
+                    while target is not None and target < fslot:
+                        yield target, shown[1]
+                        target = next(it, None)
                     shown = (fslot, frame)
-                    if fslot <= target:
-                        continue
-                while target is not None and target < fslot:
-                    yield target, shown[1]
-                    target = next(it, None)
-                shown = (fslot, frame)
-                if target is None or target - fslot > seek_gap:
-                    break
-            else:  # the end of the stream: later slots show the last frame
+                    if target is None or target - fslot > seek_gap:
+                        ended = False
+                        break
+            except av.FFmpegError:
+                # damage after the last frame the probe found (a file cut just short of its stated end) ends the
+                # stream; anywhere else it is an error
+                if shown is None or shown[0] < info.frames - 1:
+                    raise
+            if ended:  # the end of the stream: later slots show the last frame
                 if shown is None:
                     return
                 while target is not None:
