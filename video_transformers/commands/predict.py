@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from video_transformers.commands.info import parse_views
@@ -42,7 +43,7 @@ from video_transformers.inference.clips import (
 from video_transformers.inference.loading import LoadedModel, load_model
 from video_transformers.inference.render import plot_timeline
 from video_transformers.inference.windows import stream_multiple, window_scorer
-from video_transformers.lit.multiview import AGGREGATIONS, aggregate_views
+from video_transformers.lit.multiview import AGGREGATIONS, ViewCollector, aggregate_views
 from video_transformers.pretrained import PretrainedError
 
 log = logging.getLogger(__name__)
@@ -86,20 +87,19 @@ def topk_rows(scores: torch.Tensor, names: list[str], k: int) -> list[dict[str, 
 
 
 def predict_views(lm: LoadedModel, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``vt test``'s pipeline on one file: its dataset, batched logits, :func:`aggregate_views`."""
+    """``vt test``'s pipeline on one file: its dataset, loader, view collector and :func:`aggregate_views`."""
     clips, crops = parse_views(args.views)
     dataset = view_dataset(path, lm.spec, clips=clips, crops=crops, short_video=args.short_video)
-    batch = {k: [] for k in ("logits", "video_index", "view_index", "label")}
-    for first in range(0, len(dataset), args.batch_size):
-        items = [dataset[i] for i in range(first, min(first + args.batch_size, len(dataset)))]
-        batch["logits"].append(lm.logits(torch.stack([item["video"] for item in items])))
-        for key in ("video_index", "view_index", "label"):
-            batch[key].append(torch.tensor([item[key] for item in items]))
-    logits, video_index, view_index, labels = (torch.cat(batch[k]) for k in batch)
-    _, scores, _, _ = aggregate_views(logits, video_index, view_index, labels, args.aggregate)
+    collector = ViewCollector()
+    for batch in DataLoader(dataset, batch_size=args.batch_size):
+        collector.update(lm.logits(batch["video"]), batch)
+    views = collector.cat()
+    _, scores, _, _ = aggregate_views(
+        views["logits"], views["video_index"], views["view_index"], views["labels"], args.aggregate
+    )
     result: dict[str, Any] = {"video": str(path), "top": topk_rows(scores[0], lm.class_names, args.topk)}
     if args.per_view:
-        probs = logits.softmax(-1)
+        probs = views["logits"].softmax(-1)
         result["views"] = [
             {
                 "view": v.name,

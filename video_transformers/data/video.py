@@ -186,7 +186,7 @@ def _last_frame_time(container: av.container.InputContainer, stream: av.video.st
                     keyframes.append(packet.pts)
     except av.FFmpegError:
         pass  # the data stops here
-    for key in reversed(keyframes or [stream.start_time or 0]):
+    for key in reversed((keyframes or [stream.start_time or 0])[-3:]):  # damage within the last GOPs
         last = _decode_tail(container, stream, key)
         if last is not None:
             return last
