@@ -13,7 +13,7 @@ given by the caller (``--sampling_rate`` / ``--fps``).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ from torch import nn
 
 from video_transformers.data.sampling import ClipSampler, parse_sampling
 from video_transformers.data.transforms import EvalTransform
-from video_transformers.pretrained import PretrainedError, from_pretrained, load_state_dict_file
+from video_transformers.pretrained import PretrainedError, from_pretrained, load_state_dict_file, resolve_source
+from video_transformers.pretrained.hf_folder import clip_settings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ class ClipSpec:
 
     def eval_transform(self) -> EvalTransform:
         return EvalTransform(crop_size=self.crop_size, short_side=self.short_side, mean=self.mean, std=self.std)
+
+
+_CLIP_FIELDS = frozenset(f.name for f in fields(ClipSpec))
+_REQUIRED_CLIP_FIELDS = frozenset(f.name for f in fields(ClipSpec) if f.default is MISSING)  # not sampling
 
 
 @dataclass
@@ -121,13 +126,14 @@ def load_model(
     short_side: int | None = None,
     trust: bool = False,
 ) -> LoadedModel:
-    """Load ``source`` (a ``vt fit`` checkpoint, or anything ``from_pretrained`` reads) for inference.
+    """Load ``source`` (a ``vt fit`` checkpoint, or anything ``from_pretrained`` reads: paths, Hugging Face
+    Hub ids, catalog names) for inference.
 
     ``sampling_rate`` / ``fps`` / ``short_side`` override the checkpoint's data settings (foreign
     checkpoints carry none: they default to every 4th frame at 30 fps and a short side of
     ``img_size * 256 / 224``, the usual Kinetics evaluation).
     """
-    path = Path(source).expanduser()
+    path = resolve_source(source)  # a local path, or a hub id / catalog name fetched through huggingface_hub
     device = resolve_device(device) if isinstance(device, str) else device
     ckpt = load_state_dict_file(path, trust=trust) if path.is_file() and path.suffix == ".ckpt" else None
     if ckpt is not None and is_lightning_checkpoint(ckpt):
@@ -135,6 +141,9 @@ def load_model(
         # from the data module's hparams stored beside it
         model = from_pretrained(path, format="lightning_ckpt", trust=trust)
         spec = _spec_from_lightning(ckpt, model)
+    elif (clip := clip_settings(path)) is not None and _REQUIRED_CLIP_FIELDS <= set(clip):
+        model = from_pretrained(path)  # an exported folder: it records how its clips were cut
+        spec = ClipSpec(**{k: clip[k] for k in _CLIP_FIELDS & set(clip)})
     else:
         model = from_pretrained(path)
         crop = int(model.img_size)
@@ -154,5 +163,5 @@ def load_model(
         raise PretrainedError(f"{path}: {len(names)} class names for {model.num_classes} classes")
     model = model.to(device).eval()
     name = getattr(model, "model_name", "") or type(model).__name__
-    log.info("loaded %s (%s) on %s; clip spec %s", path, name, device, spec)
-    return LoadedModel(model=model, class_names=names, spec=spec, source=str(path), device=device)
+    log.info("loaded %s (%s) on %s; clip spec %s", source, name, device, spec)
+    return LoadedModel(model=model, class_names=names, spec=spec, source=str(source), device=device)
