@@ -206,10 +206,11 @@ class VideoClassifier(L.LightningModule):
                 f"test: {videos} videos x {views} views, {self.hparams.aggregate} -> "
                 f"video-level top-1 {100 * acc1:.2f}%, top-{self.top_k} {100 * acck:.2f}%"
             )
-            if self.trainer.is_global_zero:  # every rank holds the gathered scores
+            # trainer.log_dir broadcasts under DDP, so every rank asks; rank zero writes (all hold the same scores)
+            out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "test_predictions.csv"
+            if self.trainer.is_global_zero:
                 ids, (scores, labels) = self.last_video_ids["test"], self.last_aggregated["test"]
                 names = getattr(self.model, "class_names", None) or [str(i) for i in range(scores.shape[1])]
-                out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "test_predictions.csv"
                 write_predictions(out, evaluated_videos(self.trainer, ids), scores, labels, names, self.top_k)
                 rank_zero_info(f"test: per-video scores in {out}")
 
