@@ -45,7 +45,7 @@ def rotated(tmp_path_factory):
     """The same 6 frames stored landscape with a display matrix of 90, 180, 270 degrees, and with their pixels
     turned (what a player shows): 64x96 px, a size decord 0.6 copies without its frame-size bug."""
     root = tmp_path_factory.mktemp("rotation")
-    frames = [np.roll(pattern((64, 96), seed=1, block=16), 16 * i, axis=1) for i in range(6)]
+    frames = [np.roll(pattern((64, 96), seed=1, block=32), 16 * i, axis=1) for i in range(6)]
     lossless = {"qp": "0", "preset": "ultrafast"}
     pairs = {}
     for degrees in (90, 180, 270):
