@@ -32,10 +32,12 @@ class AttentionLayout:
     * ``"factorised_encoder"``: ``spatial`` modules attend within one temporal index (its own prefix +
       ``h*w``), ``temporal`` modules over the prefix + one feature per temporal index.
 
-    ``spatial`` / ``temporal`` are regular expressions that the module names fully match.
+    ``spatial`` / ``temporal`` are regular expressions that the module names fully match; ``label`` names the
+    layout in rollout outputs.
     """
 
     kind: Literal["joint", "divided", "factorised_encoder"]
+    label: str
     spatial: str
     temporal: str | None = None
     num_prefix_tokens: int = 1

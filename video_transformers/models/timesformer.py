@@ -267,12 +267,14 @@ _SPATIAL = r"blocks\.\d+\.attn"  # the image ViT's attention of every block
 SCHEMES: dict[str, Scheme] = {
     "space_only": Scheme(JointSpaceTimeBlock, "S: attention within each frame, frames averaged", frames_as_images=True),
     "joint_space_time": Scheme(
-        JointSpaceTimeBlock, "ST: one attention over all T*N tokens + CLS", layout=AttentionLayout("joint", _SPATIAL)
+        JointSpaceTimeBlock,
+        "ST: one attention over all T*N tokens + CLS",
+        layout=AttentionLayout("joint", "TimeSformer joint space-time", _SPATIAL),
     ),
     "divided_space_time": Scheme(
         DividedSpaceTimeBlock,
         "T+S: temporal attention per position, then spatial per frame",
-        layout=AttentionLayout("divided", _SPATIAL, temporal=r"blocks\.\d+\.temporal_attn"),
+        layout=AttentionLayout("divided", "TimeSformer divided space-time", _SPATIAL, r"blocks\.\d+\.temporal_attn"),
     ),
     "local_global": Scheme(
         LocalGlobalBlock, "L+G: local F x H/2 x W/2 windows, then global with stride 2", even_grid=True

@@ -296,7 +296,9 @@ class ViViTSpatioTemporal(_ViViT):
 
     def attention_layout(self) -> AttentionLayout | None:
         """Joint attention over the CLS token and all ``t*n`` patches (none to follow without a CLS token)."""
-        return AttentionLayout("joint", r"encoder\.blocks\.\d+\.attn") if self.num_prefix_tokens else None
+        if not self.num_prefix_tokens:
+            return None
+        return AttentionLayout("joint", "ViViTSpatioTemporal joint space-time", r"encoder\.blocks\.\d+\.attn")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, [1 +] t*n, D)`` tokens, CLS first."""
@@ -340,7 +342,8 @@ class ViViTFactorisedEncoder(_ViViT):
         """Spatial attention per temporal index and temporal attention over the indices, each with its CLS."""
         if not self.num_prefix_tokens:
             return None
-        return AttentionLayout("factorised_encoder", r"spatial\.blocks\.\d+\.attn", r"temporal\.blocks\.\d+\.attn")
+        spatial, temporal = r"spatial\.blocks\.\d+\.attn", r"temporal\.blocks\.\d+\.attn"
+        return AttentionLayout("factorised_encoder", "ViViT factorised encoder", spatial, temporal)
 
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> per-temporal-index spatial features ``(B, t, D)`` (CLS or mean)."""
