@@ -42,8 +42,6 @@ import torch
 from video_transformers.models import list_models
 from video_transformers.models.registry import get_entry
 from video_transformers.models.vivit import (
-    VIVIT_MEAN,
-    VIVIT_STD,
     ViViTFactorisedDotProduct,
     ViViTFactorisedEncoder,
     ViViTFactorisedSelfAttention,
@@ -467,7 +465,7 @@ def load_scenic_vivit(
     state_dict = convert_scenic_vivit(params, cls, kwargs, path)
     model = cls(**{**kwargs, **overrides})
     load_pretrained(model, state_dict, str(path))
-    model.mean, model.std = VIVIT_MEAN, VIVIT_STD  # pixels in [-1, 1] (video_tfrecord_dataset.py:279-280, 402)
+    # normalisation: the ViViT models' own, pixels in [-1, 1] as scenic's (video_tfrecord_dataset.py:279-280, 402)
     model.model_name = _registry_name(cls, model.model_args)
     return model
 

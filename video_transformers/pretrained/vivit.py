@@ -106,11 +106,27 @@ def _patch_weight(state_dict: dict[str, torch.Tensor], model: nn.Module, inflati
     return inflate_patch_weight(w, pe.tubelet_size, inflation)
 
 
-def _stem(state_dict: dict[str, torch.Tensor], model: nn.Module, inflation: Inflation) -> dict[str, torch.Tensor]:
+def _stem(
+    state_dict: dict[str, torch.Tensor], model: nn.Module, inflation: Inflation
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """What every model takes alike: the inflated patch kernel (and bias); the image's patch position
+    embeddings resampled to the model's grid ``(1, n, D)``; its CLS position embedding (``None`` without)."""
+    _check_image_keys(state_dict)
     out = {"patch_embed.proj.weight": _patch_weight(state_dict, model, inflation)}
     if "patch_embed.proj.bias" in state_dict:
         out["patch_embed.proj.bias"] = state_dict["patch_embed.proj.bias"]
-    return out
+    return out, *_spatial_pos_embed(state_dict, model)
+
+
+def _over_time(spatial: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``(1, n, D)`` -> ``(1, t*n, D)``: the spatial embedding repeated at every temporal index (scenic's
+    ``tile``, model_utils.py:249-268)."""
+    return repeat(spatial, "1 n d -> 1 (t n) d", t=model.patch_embed.grid_size[0])
+
+
+def _option(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {choices} (the first is scenic's)")
 
 
 def _blocks(state_dict: dict[str, torch.Tensor], prefix: str, *, depth: int | None = None) -> dict[str, torch.Tensor]:
@@ -140,11 +156,8 @@ def spatio_temporal_filter_fn(
     image's CLS embedding followed by its spatial embedding repeated over the ``t`` temporal indices
     (scenic's ``tile``, model_utils.py:249-268). Without CLS (``global_pool="avg"``) the image's CLS token
     and its embedding are dropped (model_utils.py:422-424)."""
-    _check_image_keys(state_dict)
-    spatial, cls_pos = _spatial_pos_embed(state_dict, model)
-    t = model.patch_embed.grid_size[0]
-    out = _stem(state_dict, model, inflation)
-    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    out, spatial, cls_pos = _stem(state_dict, model, inflation)
+    out["pos_embed"] = _over_time(spatial, model)
     if model.num_prefix_tokens:
         if cls_pos is None or "cls_token" not in state_dict:
             raise PretrainedError("Model 1 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
@@ -166,17 +179,13 @@ def factorised_encoder_filter_fn(
     ViT; its CLS token stays fresh as in scenic (``"fresh"``) or is the image's (``"image"``). The temporal
     encoder keeps its random initialisation (``"random"``) or takes the first ``L_t`` image blocks and the
     final norm (``"image"``); its CLS token and position embedding are always new."""
-    if temporal_init not in ("random", "image"):
-        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'random' or 'image'")
-    if cls_init not in ("fresh", "image"):
-        raise ValueError(f"unknown cls_init {cls_init!r}; expected 'fresh' (scenic) or 'image'")
+    _option("temporal_init", temporal_init, ("random", "image"))
+    _option("cls_init", cls_init, ("fresh", "image"))
     if model.num_prefix_tokens != 1:
         raise PretrainedError("image initialisation needs Model 2 with CLS tokens (global_pool='token')")
-    _check_image_keys(state_dict)
-    spatial, cls_pos = _spatial_pos_embed(state_dict, model)
+    out, spatial, cls_pos = _stem(state_dict, model, inflation)
     if cls_pos is None or "cls_token" not in state_dict:
         raise PretrainedError("Model 2 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
-    out = _stem(state_dict, model, inflation)
     if cls_init == "image":
         out["cls_token"] = state_dict["cls_token"]
     out["pos_embed"] = torch.cat([cls_pos, spatial], dim=1)
@@ -198,13 +207,9 @@ def factorised_self_attention_filter_fn(
     ``"identity"`` zeroes the copy's output projection only, so eq. 5 starts as a residual connection and
     the temporal ``qkv`` still learns (its gradient flows once ``proj`` moves). The ``(1, t*n, D)``
     embedding is the image's spatial one repeated over time."""
-    if temporal_init not in ("spatial", "identity"):
-        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'spatial' (scenic) or 'identity'")
-    _check_image_keys(state_dict)
-    spatial, _ = _spatial_pos_embed(state_dict, model)
-    t = model.patch_embed.grid_size[0]
-    out = _stem(state_dict, model, inflation)
-    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    _option("temporal_init", temporal_init, ("spatial", "identity"))
+    out, spatial, _ = _stem(state_dict, model, inflation)
+    out["pos_embed"] = _over_time(spatial, model)
     blocks = _blocks(state_dict, "encoder")
     for k, v in list(blocks.items()):
         if ".attn." in k:
@@ -219,11 +224,8 @@ def factorised_dot_product_filter_fn(
 ) -> dict[str, torch.Tensor]:
     """Model 4: every block is the image block (its first half of heads attend over space, the second
     half over time); the ``(1, t*n, D)`` embedding is the image's spatial one repeated over time."""
-    _check_image_keys(state_dict)
-    spatial, _ = _spatial_pos_embed(state_dict, model)
-    t = model.patch_embed.grid_size[0]
-    out = _stem(state_dict, model, inflation)
-    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    out, spatial, _ = _stem(state_dict, model, inflation)
+    out["pos_embed"] = _over_time(spatial, model)
     out.update(_blocks(state_dict, "encoder"))
     return {**out, **_leftovers(state_dict)}
 
