@@ -3,6 +3,7 @@
     vt data resize SRC DST --short-side 320 [--workers N] [--crf 23] [--keyframe-interval N] [--fps F] [--codec C]
     vt data check --config configs/data/kinetics400.yaml [--root data/k400] [--splits train val]
     vt data check --root data/ucf101 --format ucf101 [--split-id 2]
+    vt data shard --config configs/data/kinetics400.yaml --out s3://bucket/k400 [--endpoint-url URL] [--workers N]
 
 ``resize`` re-encodes every video under SRC to the given short side (never upscaling: smaller videos are
 copied) into the same relative path under DST, in parallel, with a progress bar. It is resumable: each output
@@ -20,6 +21,10 @@ against the keyframe interval.
 ``check`` reads a dataset's annotations and probes every listed video like the training check pass, and lists
 the bad rows and the missing, unreadable, zero-frame, audio-only, too-short and duplicated videos, with counts,
 without stopping at the first (exit status 1 when any was found).
+
+``shard`` packs the usable videos of a dataset's splits (after the same check pass as training), as their encoded
+bytes with labels and metadata, into LitData shards in a folder or at ``s3://bucket/prefix``; train from them with
+``--data.source stream --data.root OUT`` (docs/datasets.md, "Shards").
 """
 
 from __future__ import annotations
@@ -297,8 +302,32 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if total else 0
 
 
+# -- shard ------------------------------------------------------------------------------------------------
+def run_shard(args: argparse.Namespace) -> int:
+    from video_transformers.data import VideoDataError, VideoDataModule
+    from video_transformers.data.shards import Store, pack
+
+    cfg = _data_config(args.config or [])
+    cfg.update({k: v for k, v in dict(root=args.root, dataset=args.format).items() if v is not None})
+    cfg.update(num_workers=args.workers, source="files")
+    try:
+        store = Store(args.out, args.endpoint_url)
+        dm = VideoDataModule(**cfg)
+        manifest = pack(
+            dm, store, splits=args.splits, chunk_bytes=args.chunk_bytes, workers=args.workers, overwrite=args.overwrite
+        )
+    except (VideoDataError, ValueError, TypeError, FileExistsError) as e:
+        print(f"vt data shard: {e}", file=sys.stderr)
+        return 2
+    for split, n in manifest["splits"].items():
+        print(f"{split}: {n['videos']} videos, {n['bytes'] / 1e6:.1f} MB -> {store.join(split)}")
+    extra = f" --data.endpoint_url {args.endpoint_url}" if args.endpoint_url else ""
+    print(f"train from them with: vt fit ... --data.source stream --data.root {args.out}{extra}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vt data", description="Dataset tools: resize videos, check a dataset.")
+    p = argparse.ArgumentParser(prog="vt data", description="Dataset tools: resize, check or shard a dataset.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("resize", help="re-encode videos to a short side, in parallel and resumably")
     r.add_argument("src")
@@ -319,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     c.add_argument("--workers", type=int, default=4, help="probing threads")
     c.add_argument("--max-list", type=int, default=50, help="files listed per problem kind")
+    s = sub.add_parser("shard", help="pack a dataset's videos into shards that stream (a folder or s3://)")
+    s.add_argument("--config", action="append", help="a vt YAML whose data: section describes the dataset")
+    s.add_argument("--root")
+    s.add_argument("--format", help="data.dataset: csv, list, folder, kinetics400, ssv2, ucf101, hmdb51, ...")
+    s.add_argument("--out", required=True, help="a folder, or s3://bucket/prefix")
+    s.add_argument("--endpoint-url", help="an S3-compatible store's endpoint (MinIO, Ceph, R2)")
+    s.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    s.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="packing processes")
+    s.add_argument("--chunk-bytes", default="64MB", help="chunk size (LitData's chunk_bytes)")
+    s.add_argument("--overwrite", action="store_true", help="replace shards already at --out")
     return p
 
 
@@ -331,6 +370,8 @@ def main(argv: list[str]) -> int:
             return 2
         return run_resize(args)
     if not args.config and not args.root:
-        print("vt data check: give --config or --root (with --format)", file=sys.stderr)
+        print(f"vt data {args.command}: give --config or --root (with --format)", file=sys.stderr)
         return 2
+    if args.command == "shard":
+        return run_shard(args)
     return run_check(args)

@@ -3,7 +3,8 @@
 ``decode_clip`` reads a time window through PyTorchVideo's ``EncodedVideo`` (PyAV); ``decode_frames`` reads only
 the frames at given indices: it seeks to the keyframe before the first one, decodes forward and seeks again
 across long gaps (TSN-style segment sampling spreads frames over the whole video). ``decoder`` selects PyAV
-(default) or the optional decord / torchcodec backends.
+(default) or the optional decord / torchcodec backends. Both accept a path or a file-like object holding the encoded
+video (a shard's bytes in memory; its ``str()`` names it in errors).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import torch
 from pytorchvideo.data.encoded_video import EncodedVideo
+from pytorchvideo.data.encoded_video_pyav import EncodedVideoPyAV
 
 from video_transformers.data.errors import VideoDataError
 from video_transformers.safety import limits
@@ -80,10 +83,18 @@ def check_frame_size(path: str | Path, width: int, height: int) -> None:
         )
 
 
-def decode_clip(path: str | Path, start: float, end: float) -> torch.Tensor:
+def _input(path: str | Path | BinaryIO) -> str | BinaryIO:
+    """What a decoder opens: a file name, or the file-like object itself."""
+    return path if hasattr(path, "read") else str(path)
+
+
+def decode_clip(path: str | Path | BinaryIO, start: float, end: float) -> torch.Tensor:
     """Frames with timestamps in ``[start, end)`` as ``(C, T, H, W)`` uint8 (seek, then decode)."""
     try:
-        video = EncodedVideo.from_path(str(path), decode_audio=False, decoder="pyav")
+        if hasattr(path, "read"):
+            video = EncodedVideoPyAV(path, str(path), decode_audio=False)
+        else:
+            video = EncodedVideo.from_path(str(path), decode_audio=False, decoder="pyav")
         try:
             clip = video.get_clip(start, end)["video"]
         finally:
@@ -129,7 +140,7 @@ def _torchcodec_has_ffmpeg() -> bool:
 
 
 def decode_frames(
-    path: str | Path, indices: Sequence[int], *, decoder: str = "pyav", seek_gap: int = 64
+    path: str | Path | BinaryIO, indices: Sequence[int], *, decoder: str = "pyav", seek_gap: int = 64
 ) -> torch.Tensor:
     """Frames at 0-based ``indices`` (any order, repeats allowed) as ``(C, T, H, W)`` uint8, ``T = len(indices)``.
 
@@ -159,7 +170,7 @@ def _decode_pyav(path: str | Path, indices: Sequence[int], seek_gap: int) -> tor
     wanted = sorted(set(int(i) for i in indices))
     got: dict[int, torch.Tensor] = {}
     tail = None  # the last frame decoded: indices past the end take it
-    with av.open(str(path)) as container:
+    with av.open(_input(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
@@ -202,7 +213,7 @@ def _decode_decord(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
     (seen: 48x40 px, "from_size == to_size"); that error reaches the caller with the file's name."""
     import decord
 
-    reader = decord.VideoReader(str(path), num_threads=1)
+    reader = decord.VideoReader(_input(path), num_threads=1)
     n = len(reader)
     if n == 0:
         raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
@@ -213,7 +224,7 @@ def _decode_decord(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
 def _decode_torchcodec(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
     from torchcodec.decoders import VideoDecoder
 
-    dec = VideoDecoder(str(path))
+    dec = VideoDecoder(_input(path))
     n = dec.metadata.num_frames
     if not n:
         raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
