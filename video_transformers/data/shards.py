@@ -120,6 +120,14 @@ def allow_plain_http(endpoint_url: str | None) -> None:
         options["allow_http"] = "true"
 
 
+def require_litdata(what: str) -> None:
+    """Raise a one-line error when LitData (the ``stream`` extra) is not installed."""
+    try:
+        import litdata  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"{what} needs LitData: pip install 'video-transformers[stream]' (litdata, boto3)") from e
+
+
 def read_manifest(store: Store) -> dict[str, Any]:
     """The manifest of the shard set at ``store``, with a clear error when there is none."""
     try:
@@ -164,6 +172,7 @@ def pack(
     Each split passes the data module's check pass first (``data.on_bad_video`` decides whether a bad video
     stops the packing or is left out with a warning). Returns the manifest it wrote.
     """
+    require_litdata("vt data shard")
     from litdata import optimize
 
     if not overwrite and store.read_text(MANIFEST) is not None:

@@ -28,7 +28,7 @@ from video_transformers.data.annotations import VideoRecord
 from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
 from video_transformers.data.inflight import InFlight
 from video_transformers.data.sampling import Sampling
-from video_transformers.data.shards import MANIFEST, Store, allow_plain_http, read_manifest
+from video_transformers.data.shards import MANIFEST, Store, allow_plain_http, read_manifest, require_litdata
 from video_transformers.data.video import VideoInfo, decode_clip, decode_frames
 
 
@@ -176,6 +176,7 @@ class ShardSet:
     wrote, ``data.endpoint_url``, ``data.stream_cache``: where downloaded chunks are kept)."""
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, cache_dir: str | None = None) -> None:
+        require_litdata("data.source=stream")
         self.store = Store(url, endpoint_url)
         self.manifest = read_manifest(self.store)
         self.cache_dir = cache_dir
