@@ -33,7 +33,7 @@ from video_transformers.data.inflight import ReportingDataLoader
 from video_transformers.data.sampling import Sampling, parse_sampling
 from video_transformers.data.streaming import ShardSet, StreamedItem
 from video_transformers.data.transforms import EvalTransform, MixupCutmix, TrainTransform, label_swap_map
-from video_transformers.data.video import VideoInfo, check_decoder, probe
+from video_transformers.data.video import VideoInfo, check_decoder, probe, resolve_decoder
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class VideoDataModule(L.LightningDataModule):
             SSv2 tests, whose test labels are withheld; ``test`` for validation on UCF101 / HMDB51).
         sampling: ``time`` (``num_frames * sampling_rate / fps`` seconds), ``stride`` or ``"8x32"`` (frame
             strides), ``uniform`` or ``"u8"`` (TSN segments), or ``timesformer`` / ``vivit`` / ``uniformerv2``.
-        decoder: ``pyav`` (default), or the optional ``decord`` / ``torchcodec``.
+        decoder: ``pyav`` (default), or the optional ``decord`` / ``torchcodec``, or ``torchcodec_cuda`` (NVDEC: frames
+            decoded and augmented on the rank's GPU, loader workers spawned; the CPU with one warning without one).
         crop_size: side of the square input; ``train_crop`` is ``scale_jitter`` (random short side in
             ``train_short_side``, random crop) or ``random_resized`` (``rrc_scale``, ``rrc_ratio``);
             ``eval_short_side`` is the short side before evaluation crops.
@@ -111,7 +112,7 @@ class VideoDataModule(L.LightningDataModule):
         val_split: str = "val",
         test_split: str = "test",
         sampling: str = "time",
-        decoder: Literal["pyav", "decord", "torchcodec"] = "pyav",
+        decoder: Literal["pyav", "decord", "torchcodec", "torchcodec_cuda"] = "pyav",
         num_frames: int = 8,
         sampling_rate: int = 2,
         fps: float = 16.0,
@@ -182,6 +183,7 @@ class VideoDataModule(L.LightningDataModule):
             raise ValueError(f"data.random_erasing is a probability; got {random_erasing}")
         self.sampling: Sampling = parse_sampling(sampling, num_frames=num_frames, sampling_rate=sampling_rate)
         check_decoder(decoder)
+        self.decoder = resolve_decoder(decoder)  # torchcodec_cuda without a usable GPU: torchcodec, one warning
         self.save_hyperparameters()
         self.dataset = dataset
         self.root = Path(root) if root is not None else (synthetic.default_root() if dataset == "embedded" else None)
@@ -364,7 +366,9 @@ class VideoDataModule(L.LightningDataModule):
             if self.shards is not None:
                 self._datasets[split] = self.shards.dataset(split, self._streamed_item(split, evaluate))
                 continue
-            source = ClipSource(*self.checked_split(split), self.clip_duration, cache=h.cache_videos, decoder=h.decoder)
+            source = ClipSource(
+                *self.checked_split(split), self.clip_duration, cache=h.cache_videos, decoder=self.decoder
+            )
             if split == "train":
                 self._datasets[split] = TrainClipDataset(
                     source,
@@ -393,7 +397,7 @@ class VideoDataModule(L.LightningDataModule):
         """What a streamed video becomes in ``split``: the same sampler and transforms as files on disk."""
         h = self.hparams
         common = dict(
-            clip_duration=self.clip_duration, decoder=h.decoder, sampling=self.sampling, num_frames=h.num_frames
+            clip_duration=self.clip_duration, decoder=self.decoder, sampling=self.sampling, num_frames=h.num_frames
         )
         where = self.shards.store.join(split)
         if split == "train":
@@ -420,6 +424,8 @@ class VideoDataModule(L.LightningDataModule):
             timeout=h.loader_timeout if h.num_workers > 0 else 0.0,
             pin_memory=False,
             collate_fn=collate_repeated if train and h.repeated_aug > 1 else None,
+            # CUDA cannot be used in forked workers once the trainer has initialised it
+            multiprocessing_context="spawn" if self.decoder == "torchcodec_cuda" and h.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -168,6 +168,8 @@ def streaming_loader(dataset: Any, *, batch_size: int, num_workers: int, timeout
         persistent_workers=False,  # LitData sets each epoch's shuffle and worker split when its iterator starts
         timeout=timeout if num_workers > 0 else 0.0,
         collate_fn=collate_repeated if not item.train or item.repeats > 1 else None,
+        # CUDA cannot be used in forked workers once the trainer has initialised it
+        multiprocessing_context="spawn" if item.decoder == "torchcodec_cuda" and num_workers > 0 else None,
     )
 
 

@@ -3,14 +3,19 @@
 ``decode_clip`` reads a time window through PyTorchVideo's ``EncodedVideo`` (PyAV); ``decode_frames`` reads only
 the frames at given indices: it seeks to the keyframe before the first one, decodes forward and seeks again
 across long gaps (TSN-style segment sampling spreads frames over the whole video). ``decoder`` selects PyAV
-(default) or the optional decord / torchcodec backends. Both accept a path or a file-like object holding the encoded
-video (a shard's bytes in memory; its ``str()`` names it in errors).
+(default), the optional decord / torchcodec backends, or ``torchcodec_cuda``: torchcodec's NVDEC decoder, the
+frames decoded on the GPU the rank trains on (``cuda:$LOCAL_RANK``); where CUDA or NVDEC is missing,
+:func:`resolve_decoder` says so once and torchcodec decodes on the CPU. Both functions accept a path or a
+file-like object holding the encoded video (a shard's bytes in memory; its ``str()`` names it in errors).
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import logging
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +111,7 @@ def decode_clip(path: str | Path | BinaryIO, start: float, end: float) -> torch.
     return clip.to(torch.uint8)
 
 
-DECODERS = ("pyav", "decord", "torchcodec")
+DECODERS = ("pyav", "decord", "torchcodec", "torchcodec_cuda")
 
 
 def check_decoder(decoder: str) -> None:
@@ -114,20 +119,59 @@ def check_decoder(decoder: str) -> None:
     if decoder not in DECODERS:
         raise ValueError(f"data.decoder must be one of {DECODERS}; got {decoder!r}")
     if decoder != "pyav":
+        package = decoder.removesuffix("_cuda")
         try:
-            importlib.import_module(decoder)
+            importlib.import_module(package)
         except ImportError as e:
             raise VideoDataError(
-                f"data.decoder={decoder!r} needs the {decoder} package, which is not installed"
-                f" (pip install {decoder}); the default decoder is 'pyav'",
+                f"data.decoder={decoder!r} needs the {package} package, which is not installed"
+                f" (pip install {package}); the default decoder is 'pyav'",
                 kind="annotation",
             ) from e
-    if decoder == "torchcodec" and not _torchcodec_has_ffmpeg():
+    if decoder.startswith("torchcodec") and not _torchcodec_has_ffmpeg():
         raise VideoDataError(
             "data.decoder='torchcodec': torchcodec is installed but cannot load FFmpeg's shared libraries"
             " (it needs FFmpeg 4-7 on the system, e.g. apt-get install ffmpeg); the default decoder is 'pyav'",
             kind="annotation",
         )
+
+
+def cuda_decode_device() -> str:
+    """The GPU this process trains on: ``cuda:$LOCAL_RANK`` (set by Lightning's DDP and torchrun), else the
+    current device."""
+    rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(rank) if rank is not None else torch.cuda.current_device()}"
+
+
+def resolve_decoder(decoder: str) -> str:
+    """``decoder``, except that ``torchcodec_cuda`` becomes ``torchcodec`` (CPU), with one warning, when CUDA is
+    unavailable or torchcodec cannot decode on it (no NVDEC, a CPU-only build): checked by decoding a 2-frame
+    H.264 clip on the device."""
+    if decoder != "torchcodec_cuda":
+        return decoder
+    if not torch.cuda.is_available():
+        reason = "CUDA is not available"
+    else:
+        try:
+            _decode_torchcodec(_probe_clip(), [0, 1], device=cuda_decode_device())
+            return decoder
+        except Exception as e:  # torchcodec raises RuntimeError / ValueError by version and build
+            reason = f"torchcodec cannot decode on {cuda_decode_device()} ({type(e).__name__}: {e})"
+    warnings.warn(f"data.decoder='torchcodec_cuda': {reason}; decoding on the CPU with torchcodec", stacklevel=2)
+    return "torchcodec"
+
+
+def _probe_clip() -> io.BytesIO:
+    """A 2-frame 64 x 64 H.264 clip in memory (what NVDEC must decode for ``torchcodec_cuda`` to be used)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(2):
+            c.mux(s.encode(av.VideoFrame(64, 64, "yuv420p")))
+        c.mux(s.encode())
+    buffer.seek(0)
+    return buffer
 
 
 def _torchcodec_has_ffmpeg() -> bool:
@@ -153,6 +197,8 @@ def decode_frames(
             frames = _decode_decord(path, indices)
         elif decoder == "torchcodec":
             frames = _decode_torchcodec(path, indices)
+        elif decoder == "torchcodec_cuda":
+            frames = _decode_torchcodec(path, indices, device=cuda_decode_device())
         else:
             frames = _decode_pyav(path, indices, seek_gap)
     except VideoDataError:
@@ -221,10 +267,11 @@ def _decode_decord(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
     return torch.from_numpy(batch).permute(3, 0, 1, 2).contiguous()
 
 
-def _decode_torchcodec(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
+def _decode_torchcodec(path: str | Path | BinaryIO, indices: Sequence[int], device: str = "cpu") -> torch.Tensor:
+    """``device`` ``cuda:N`` decodes with NVDEC: the frames stay on that GPU."""
     from torchcodec.decoders import VideoDecoder
 
-    dec = VideoDecoder(_input(path))
+    dec = VideoDecoder(_input(path), device=device)
     n = dec.metadata.num_frames
     if not n:
         raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
