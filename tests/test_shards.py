@@ -23,7 +23,7 @@ import torch
 from tests.conftest import REPO
 from video_transformers.cli import run_cli
 from video_transformers.commands.data import main as data_main
-from video_transformers.data import VideoDataModule
+from video_transformers.data import VideoDataError, VideoDataModule
 
 CONFIG = str(REPO / "configs" / "vivit_factorised.yaml")
 
@@ -85,6 +85,16 @@ def test_shard_refuses_to_overwrite_and_names_missing_manifest(shards, embedded_
     assert "shards exist already (pass --overwrite" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"shards\.json: no shard manifest \(make shards with: vt data shard"):
         VideoDataModule(source="stream", root=str(tmp_path))
+
+
+def test_a_streamed_video_that_fails_to_decode_is_named(shards, embedded_root):
+    dm = VideoDataModule(source="stream", root=str(shards), num_workers=0, sampling_rate=3)
+    dm.setup("fit")
+    item = dm._datasets["train"].item
+    info = json.dumps({"duration": 2.0, "fps": 16.0, "width": 40, "height": 40, "frames": 32})
+    sample = {"video": b"not a video", "label": 0, "index": 3, "name": "videos/broken.mp4", "info": info}
+    with pytest.raises(VideoDataError, match=rf"^{shards}/train: videos/broken\.mp4: cannot decode"):
+        item(sample)
 
 
 class Record(L.Callback):

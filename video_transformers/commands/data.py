@@ -316,7 +316,7 @@ def run_shard(args: argparse.Namespace) -> int:
         manifest = pack(
             dm, store, splits=args.splits, chunk_bytes=args.chunk_bytes, workers=args.workers, overwrite=args.overwrite
         )
-    except (VideoDataError, ValueError, TypeError, FileExistsError) as e:
+    except (VideoDataError, ValueError, TypeError, FileExistsError, ImportError) as e:
         print(f"vt data shard: {e}", file=sys.stderr)
         return 2
     for split, n in manifest["splits"].items():
