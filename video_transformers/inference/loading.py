@@ -12,14 +12,15 @@ the sampling given by the caller (``--sampling_rate`` / ``--fps``).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from video_transformers.pretrained import PretrainedError, from_pretrained, load_state_dict_file
+from video_transformers.pretrained import PretrainedError, from_pretrained, load_state_dict_file, resolve_source
+from video_transformers.pretrained.hf_folder import clip_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class ClipSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_CLIP_FIELDS = frozenset(f.name for f in fields(ClipSpec))
 
 
 @dataclass
@@ -114,13 +118,14 @@ def load_model(
     short_side: int | None = None,
     trust: bool = False,
 ) -> LoadedModel:
-    """Load ``source`` (a ``vt fit`` checkpoint, or anything ``from_pretrained`` reads) for inference.
+    """Load ``source`` (a ``vt fit`` checkpoint, or anything ``from_pretrained`` reads: paths, Hugging Face
+    Hub ids, catalog names) for inference.
 
     ``sampling_rate`` / ``fps`` / ``short_side`` override the checkpoint's data settings (foreign
     checkpoints carry none: they default to every 4th frame at 30 fps and a short side of
     ``img_size * 256 / 224``, the usual Kinetics evaluation).
     """
-    path = Path(source).expanduser()
+    path = resolve_source(source)  # a local path, or a hub id / catalog name fetched through huggingface_hub
     device = resolve_device(device) if isinstance(device, str) else device
     ckpt = load_state_dict_file(path, trust=trust) if path.is_file() and path.suffix == ".ckpt" else None
     if ckpt is not None and is_lightning_checkpoint(ckpt):
@@ -128,6 +133,9 @@ def load_model(
         # from the data module's hparams stored beside it
         model = from_pretrained(path, format="lightning_ckpt", trust=trust)
         spec = _spec_from_lightning(ckpt, model)
+    elif (clip := clip_settings(path)) is not None and _CLIP_FIELDS <= set(clip):
+        model = from_pretrained(path)  # an exported folder: it records how its clips were cut
+        spec = ClipSpec(**{k: clip[k] for k in _CLIP_FIELDS})
     else:
         model = from_pretrained(path)
         crop = int(model.img_size)
@@ -147,5 +155,5 @@ def load_model(
         raise PretrainedError(f"{path}: {len(names)} class names for {model.num_classes} classes")
     model = model.to(device).eval()
     name = getattr(model, "model_name", "") or type(model).__name__
-    log.info("loaded %s (%s) on %s; clip spec %s", path, name, device, spec)
-    return LoadedModel(model=model, class_names=names, spec=spec, source=str(path), device=device)
+    log.info("loaded %s (%s) on %s; clip spec %s", source, name, device, spec)
+    return LoadedModel(model=model, class_names=names, spec=spec, source=str(source), device=device)

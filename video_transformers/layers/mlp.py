@@ -58,11 +58,19 @@ class _GeluTanh(nn.GELU):
         super().__init__(approximate="tanh")
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "gelu_tanh": _GeluTanh}
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: OpenAI CLIP's activation, kept by UniFormerV2 (its ``uniformerv2_model.py:35-37``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "gelu_tanh": _GeluTanh, "quick_gelu": QuickGELU}
 
 
 def make_act_layer(name: str) -> type[nn.Module]:
-    """Activation by name: ``gelu`` (exact, ViT/TimeSformer) or ``gelu_tanh`` (ViViT / JAX default)."""
+    """Activation by name: ``gelu`` (exact, ViT/TimeSformer), ``gelu_tanh`` (ViViT / JAX default) or ``quick_gelu``
+    (CLIP / UniFormerV2)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]
