@@ -194,9 +194,11 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = sorted({(r["set"], r["keyframe_gap"]) for r in results["loader"]}, key=lambda k: (k[0], -k[1]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.2), sharey=True, squeeze=False)
-    for ax, (name, gap) in zip(axes[0], sets, strict=True):
+    names = sorted({r["set"] for r in results["loader"]})
+    gaps = {n: sorted({r["keyframe_gap"] for r in results["loader"] if r["set"] == n}, reverse=True) for n in names}
+    cols = max(len(g) for g in gaps.values())
+    fig, axes = plt.subplots(len(names), cols, figsize=(3.2 * cols, 3.0 * len(names)), sharey=True, squeeze=False)
+    for ax, (name, gap) in [(axes[i][j], (n, g)) for i, n in enumerate(names) for j, g in enumerate(gaps[n])]:
         for row in results["loader"]:
             if (row["set"], row["keyframe_gap"]) == (name, gap):
                 ws = sorted(int(w) for w in row["clips_per_s"])
@@ -206,7 +208,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel("loader workers")
         ax.set_xticks(results["workers"])
         ax.set_yscale("log")
-    axes[0][0].set_ylabel("training clips/s")
+    for row in axes:
+        row[0].set_ylabel("training clips/s")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"loader vs {results['model']} step ({results['machine']})", fontsize=9)
     fig.tight_layout()
@@ -228,7 +231,13 @@ def main() -> None:
     p.add_argument("--model-batch", type=int, default=1)
     p.add_argument("--model-clips-per-s", type=float, help="use this model rate instead of measuring it here")
     p.add_argument("--out", default="runs/bench_data")
+    p.add_argument("--replot", metavar="RESULTS_JSON", help="only redraw the plot and table of an earlier run")
     args = p.parse_args()
+    if args.replot:
+        results, out = json.loads(Path(args.replot).read_text()), Path(args.replot).parent
+        plot(results, out / "loader_vs_model.png")
+        print(write_report(results, out, results.get("command", "(command not recorded)")))
+        return
     quick = args.quick
     videos = args.videos or (4 if quick else 8)
     clips = args.clips or (16 if quick else 48)
@@ -303,6 +312,7 @@ def main() -> None:
         results["shards"] = {"set": name, "workers": w, "files": files, "shards": streamed}
         print(f"shards vs files ({name}, pyav, {w} workers): {streamed:.2f} vs {files:.2f} clips/s")
     results["load"].append(os.getloadavg()[0])
+    results["command"] = command
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(write_report(results, out, command))
     plot(results, out / "loader_vs_model.png")
