@@ -196,8 +196,13 @@ def make_source(fmt: str, tmp: Path, fitted: tuple[Path, VideoClassifier]) -> tu
     return path, lit.model, expected
 
 
+# Formats whose reference cannot run in this process (JAX): their parity tests compare against committed outputs.
+COVERED_ELSEWHERE = {"scenic_vivit": "tests/test_scenic_vivit.py (scenic's own logits, tests/fixtures/scenic)"}
+
+
 def test_every_registered_format_is_covered_here() -> None:
-    assert sorted(FORMATS) == list_formats(), "a new from_pretrained format needs a case in this file"
+    covered = sorted([*FORMATS, *COVERED_ELSEWHERE])
+    assert covered == list_formats(), "a new from_pretrained format needs a case in this file"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

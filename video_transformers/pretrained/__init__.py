@@ -6,6 +6,7 @@ Importing this package registers every checkpoint format that :func:`from_pretra
 from video_transformers.pretrained import (
     hf_folder,  # noqa: F401  (registers this suite's exported Hugging Face folder)
     lightning_ckpt,  # noqa: F401  (registers this suite's .ckpt format)
+    scenic,  # noqa: F401  (registers scenic_vivit)
     timesformer,  # noqa: F401  (registers its formats)
     uniformerv2,  # noqa: F401  (registers its formats)
     vivit,  # noqa: F401  (registers its formats)
