@@ -18,9 +18,9 @@ checkpoint and restores on resume, so a resumed epoch continues where it stopped
 and loader workers itself (disjoint, tested on 2 ranks), reads S3 through boto3 / obstore with the client's
 ``endpoint_url``, and keeps a bounded local cache of downloaded chunks. WebDataset has no mid-epoch resume and no
 exact split of samples across ranks (it splits shards, so ranks x workers must divide the shard count);
-mosaicml-streaming has both, but its last release (0.13, 2025-07) is older than LitData's (0.2.76, 2026-09) and
-it needs its own loader wired into the checkpoint by hand. Not measured against each other: reading a chunk costs
-little next to decoding the video (docs/performance.md, "Shards against files": 1.05x of files).
+mosaicml-streaming has both; it was not measured against LitData (its last release, 0.13 of 2025-07, is older than
+LitData's 0.2.76 of 2026-09), and reading a chunk costs little next to decoding the video either way
+(docs/performance.md, "Shards against files": 1.05x the rate of files).
 """
 
 from __future__ import annotations
