@@ -98,7 +98,7 @@ def test_cli_exports_a_checkpoint_with_its_card(embedded_root: Path, tmp_path_fa
     assert "max |exported - eager| logits: batch 1: 0.00e+00, batch 3: 0.00e+00" in text
     config = json.loads((out / "config.json").read_text())
     assert config["clip"] == {"num_frames": 8, "sampling_rate": 2, "fps": 16.0, "crop_size": 32, "short_side": 40,
-                              "mean": [0.4, 0.45, 0.5], "std": [0.2, 0.25, 0.3]}  # fmt: skip
+                              "mean": [0.4, 0.45, 0.5], "std": [0.2, 0.25, 0.3], "sampling": "time"}  # fmt: skip
     assert config["id2label"]["0"] == "move_right" and config["model_name"] == "vivit_base_factorised_encoder_16x2"
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "video-transformers" and card.data.pipeline_tag == "video-classification"

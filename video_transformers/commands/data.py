@@ -18,9 +18,12 @@ second (FFmpeg's ``fps`` filter: frames dropped or repeated by timestamp); ``--c
 is re-encoded, also those already small enough. docs/performance.md measures loader speed and disk size
 against the keyframe interval.
 
-``check`` reads a dataset's annotations and probes every listed video like the training check pass, and lists
-the bad rows and the missing, unreadable, zero-frame, audio-only, too-short and duplicated videos, with counts,
-without stopping at the first (exit status 1 when any was found).
+``check`` reads a dataset's annotations and runs the training check pass on every listed video (its first and
+last frames are decoded, as training will read them), and lists every problem once, with its reason: bad rows,
+missing files, broken symlinks (dangling, loops), files that are not videos (an image renamed ``.mp4``; a ``.gif``
+or ``.txt`` in a class folder), unreadable, truncated, zero-frame, audio-only, too-short and duplicated videos;
+with a count of each kind per split and in the summary, without stopping at the first (exit status 1 when any
+was found).
 
 ``shard`` packs the usable videos of a dataset's splits (after the same check pass as training), as their encoded
 bytes with labels and metadata, into LitData shards in a folder or at ``s3://bucket/prefix``; train from them with
@@ -30,6 +33,7 @@ bytes with labels and metadata, into LitData shards in a folder or at ``s3://buc
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -129,12 +133,17 @@ def resize_video(
                 if name == "libx264":
                     options["keyint_min"] = str(keyframe_interval)  # x264 would otherwise add scene-cut keyframes
             frames = 0
+            decoded = inp.decode(ins)
+            first = next(decoded, None)
             with av.open(str(tmp), mode="w") as out:
                 os_ = out.add_stream(name, rate=rate)
                 os_.width, os_.height = size
                 os_.pix_fmt = "yuv420p"
                 os_.options = options
-                for frame in _resampled(inp.decode(ins), ins, fps):
+                if first is not None and getattr(first, "rotation", 0):
+                    os_.set_display_rotation(first.rotation)  # a phone video stays upright
+                decoded = itertools.chain([first] if first is not None else [], decoded)
+                for frame in _resampled(decoded, ins, fps):
                     image = frame.reformat(width=size[0], height=size[1], format="yuv420p")
                     image.pts, image.time_base = frames, 1 / Fraction(rate)  # constant rate, counted from 0
                     out.mux(os_.encode(image))
@@ -276,13 +285,14 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"vt data check: cannot read the dataset: {e}", file=sys.stderr)
         return 2
     print(f"{dm.dataset} at {dm.root}: {dm.num_classes} classes, {dm.sampling.describe()} sampling")
-    total = 0
+    total, counts = 0, dict.fromkeys(KINDS, 0)
     for split in args.splits:
         try:
             scan = dm.scan(split, workers=args.workers)
         except VideoDataError as e:
             print(f"\n[{split}] cannot read annotations: {e}")
             total += 1
+            counts[e.kind] += 1
             continue
         print(
             f"\n[{split}] ({dm.annotation_split(split)}): {scan.listed} listed, {len(scan.records)} usable,"
@@ -292,13 +302,15 @@ def run_check(args: argparse.Namespace) -> int:
             msgs = scan.problems.get(kind) or []
             if not msgs:
                 continue
+            counts[kind] += len(msgs)
             print(f"  {kind.replace('_', '-')}: {len(msgs)}")
             for msg in msgs[: args.max_list]:
                 print(f"    {msg}")
             if len(msgs) > args.max_list:
                 print(f"    ... and {len(msgs) - args.max_list} more")
         total += scan.num_problems
-    print(f"\n{total} problems found" if total else "\nno problems found")
+    by_kind = ", ".join(f"{n} {kind.replace('_', '-')}" for kind, n in counts.items() if n)
+    print(f"\n{total} problems found: {by_kind}" if total else "\nno problems found")
     return 1 if total else 0
 
 

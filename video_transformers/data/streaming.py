@@ -16,7 +16,6 @@ checkpoint: a run resumed mid-epoch skips the videos that epoch already served.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Callable
@@ -29,44 +28,21 @@ from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainC
 from video_transformers.data.inflight import InFlight
 from video_transformers.data.sampling import Sampling
 from video_transformers.data.shards import MANIFEST, Store, allow_plain_http, read_manifest, require_litdata
-from video_transformers.data.video import VideoInfo, decode_clip, decode_frames
-
-
-class VideoBytes(io.BytesIO):
-    """An encoded video in memory that prints as its name (decoders' error messages name the video)."""
-
-    def __init__(self, data: bytes, name: str) -> None:
-        super().__init__(data)
-        self.name = name
-
-    def __str__(self) -> str:
-        return self.name
+from video_transformers.data.video import VideoBytes, VideoInfo
 
 
 class BytesSource(ClipSource):
-    """:class:`ClipSource` over one video held as encoded bytes (index 0)."""
+    """:class:`ClipSource` over one video held as encoded bytes (index 0): its record's path is a
+    :class:`VideoBytes`, which the readers open in memory. Built per streamed item, so it skips the base class's
+    per-instance set-up (the loader-worker marker folder is shared through ``inflight``)."""
 
     def __init__(
         self, name: str, data: bytes, label: int, info: VideoInfo, clip_duration: float, decoder: str, inflight: Any
     ) -> None:
-        self.records = [VideoRecord(path=name, label=label, source=name)]  # type: ignore[arg-type]
+        self.records = [VideoRecord(path=VideoBytes(data, name), label=label, source=name)]  # type: ignore[arg-type]
         self.infos, self.clip_duration, self.cache, self.decoder = [info], clip_duration, False, decoder
         self._videos, self._too_big = {}, set()
         self.inflight = inflight
-        self.data = data
-
-    def _file(self) -> VideoBytes:
-        return VideoBytes(self.data, str(self.records[0].path))  # a fresh reader per decode: no shared position
-
-    def clip(self, i: int, start: float) -> torch.Tensor:
-        fps = self.infos[i].fps
-        if self.decoder != "pyav":
-            first = round(start * fps)
-            return self.frames(i, list(range(first, first + max(1, round(self.clip_duration * fps)))))
-        return decode_clip(self._file(), start, start + self.clip_duration)
-
-    def frames(self, i: int, indices: list[int]) -> torch.Tensor:
-        return decode_frames(self._file(), indices, decoder=self.decoder)
 
 
 class StreamedItem:
