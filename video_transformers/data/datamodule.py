@@ -33,6 +33,7 @@ from video_transformers.data.inflight import ReportingDataLoader
 from video_transformers.data.sampling import Sampling, parse_sampling
 from video_transformers.data.transforms import EvalTransform, MixupCutmix, TrainTransform, label_swap_map
 from video_transformers.data.video import VideoInfo, check_decoder, probe
+from video_transformers.data.workers import WorkerInit
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ class VideoDataModule(L.LightningDataModule):
         self.clip_duration = num_frames * sampling_rate / fps
         self.class_names = self.format.class_names(self.root)
         self.num_classes = len(self.class_names)
+        self.class_pairs = self.format.class_pairs(self.root)  # time-reversed class pairs, for the reports
         self.label_swap = label_swap_map(hflip_label_pairs, self.class_names)
         if rand_augment:
             TrainTransform(
@@ -370,6 +372,7 @@ class VideoDataModule(L.LightningDataModule):
     # -- loaders ------------------------------------------------------------------------------------
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         h = self.hparams
+        trainer = getattr(self, "trainer", None)
         return ReportingDataLoader(
             self._datasets[split],
             inflight=self._datasets[split].source.inflight,
@@ -381,6 +384,7 @@ class VideoDataModule(L.LightningDataModule):
             timeout=h.loader_timeout if h.num_workers > 0 else 0.0,
             pin_memory=False,
             collate_fn=collate_repeated if train and h.repeated_aug > 1 else None,
+            worker_init_fn=WorkerInit(trainer.global_rank if trainer is not None else 0),
         )
 
     def train_dataloader(self) -> DataLoader:
