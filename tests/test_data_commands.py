@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import torch
 
 from tests.test_datasets import write_video
 from video_transformers.commands.data import main, target_size
@@ -104,3 +105,152 @@ def test_check_lists_every_problem_with_counts(tmp_path, capsys):
     assert "no problems found" in capsys.readouterr().out
     assert main(["check", "--root", str(tmp_path / "nowhere"), "--format", "csv"]) == 2
     assert "classes.txt: class list not found" in capsys.readouterr().err
+
+
+def _hostile_folder(root):
+    """A folder dataset as users have them: good videos beside a dangling symlink, a symlink loop, a GIF, a JPEG
+    renamed .mp4 and a faststart mp4 cut in half."""
+    from PIL import Image
+
+    from tests.videos import pattern, write_frames
+
+    for c in ("a", "b"):
+        write_video(root / f"train/{c}/{c}1.mp4", num_frames=12)
+    (root / "train/a/dangling.mp4").symlink_to(root / "gone/elsewhere.mp4")
+    (root / "train/a/loop1.mp4").symlink_to("loop2.mp4")
+    (root / "train/a/loop2.mp4").symlink_to("loop1.mp4")
+    image = Image.fromarray(pattern((32, 48)))
+    image.save(root / "train/b/anim.gif")
+    image.save(root / "train/b/photo.jpg", format="JPEG")
+    (root / "train/b/photo.jpg").rename(root / "train/b/photo.mp4")
+    whole = write_frames(
+        root / "whole.mp4",
+        [pattern((32, 48), seed=i) for i in range(40)],
+        gop=8,
+        container_options={"movflags": "+faststart"},
+    )
+    (root / "train/b/half.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    whole.unlink()
+
+
+def test_check_reports_every_problem_once_with_its_reason(tmp_path, capsys):
+    root = tmp_path / "ds"
+    _hostile_folder(root)
+    assert (
+        main(
+            [
+                "check",
+                "--root",
+                str(root),
+                "--format",
+                "folder",
+                "--splits",
+                "train",
+                "--sampling",
+                "stride",
+                "--num-frames",
+                "4",
+            ]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    expected = {
+        "broken-link: 3": [
+            f"a/dangling.mp4: dangling symlink to {root}/gone/elsewhere.mp4",
+            "a/loop1.mp4: symlink loop",
+            "a/loop2.mp4: symlink loop",
+        ],
+        "unsupported: 1": ["b/photo.mp4: not a video: a single mjpeg image"],
+        "ignored: 1": ["b/anim.gif: not a video file (.gif; videos are"],
+        "truncated: 1": ["b/half.mp4: truncated: stream says 4.0 s, frames end at"],
+    }
+    for heading, parts in expected.items():
+        assert heading in out, (heading, out)
+        assert all(p in out for p in parts), (parts, out)
+    for name in ("dangling.mp4", "loop1.mp4", "loop2.mp4", "photo.mp4", "anim.gif", "half.mp4"):
+        assert out.count(name) == 1, (name, out)  # each bad file once, its path once
+    assert "[train] (train): 8 listed, 2 usable, 6 problems" in out
+    assert "6 problems found: 3 broken-link, 1 unsupported, 1 ignored, 1 truncated" in out
+
+
+def test_a_listed_image_and_symlinks_are_named(tmp_path, capsys):
+    root = tmp_path / "ds"
+    _hostile_folder(root)
+    (root / "classes.txt").write_text("a\nb\n")
+    rows = ["train/a/a1.mp4,a", "train/b/photo.mp4,b", "train/a/dangling.mp4,a", "train/a/loop1.mp4,a"]
+    (root / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    assert main(["check", "--root", str(root), "--format", "csv", "--splits", "train"]) == 1
+    out = capsys.readouterr().out
+    assert "train.csv:3: " in out and "photo.mp4: not a video: a single mjpeg image (format jpeg_pipe)" in out
+    assert "train.csv:4: " in out and "dangling.mp4: dangling symlink" in out and "loop1.mp4: symlink loop" in out
+    assert "3 problems found: 2 broken-link, 1 unsupported" in out
+
+
+def test_files_that_are_not_videos_do_not_stop_a_run(tmp_path, caplog):
+    from video_transformers.data import VideoDataModule
+
+    root = tmp_path / "ds"
+    for c in ("a", "b"):
+        write_video(root / f"train/{c}/{c}1.mp4", num_frames=12)
+    (root / "train/a/notes.txt").write_text("recorded on a phone")
+    dm = VideoDataModule(dataset="folder", root=str(root), num_workers=0, sampling="stride", num_frames=4)
+    with caplog.at_level("WARNING"):
+        records, _ = dm.checked_split("train")
+    assert len(records) == 2 and "1 files under" in caplog.text and "notes.txt: not a video file (.txt" in caplog.text
+
+
+def test_one_bad_video_is_one_line_without_traceback(embedded_root, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import pytest
+
+    from tests.conftest import REPO
+    from video_transformers.cli import main as vt
+    from video_transformers.data import VideoDataError
+
+    root = tmp_path / "ds"
+    shutil.copytree(embedded_root, root)
+    (root / "videos/train/grow_000.mp4").write_bytes(b"not a video at all")
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs/vivit_factorised.yaml"),
+        "--data.dataset",
+        "csv",  # the embedded layout would rebuild a damaged copy
+        "--data.root",
+        str(root),
+        "--data.num_workers",
+        "0",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.logger",
+        "false",
+    ]
+    with pytest.raises(SystemExit) as e:
+        vt(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("vt: ")]
+    assert e.value.code == 1 and "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith(f"vt: {root}/train.csv:")  # the row, then the file and what is wrong with it
+    assert f"{root}/videos/train/grow_000.mp4: cannot decode (InvalidDataError: Invalid data found" in lines[0]
+    assert "(1 of 24 train videos are unusable; set data.on_bad_video=skip" in lines[0]
+    with pytest.raises(VideoDataError, match="grow_000.mp4: cannot decode"):  # the traceback on request
+        vt([*args, "--verbose"])
+
+
+def test_resize_keeps_a_phone_videos_rotation(tmp_path):
+    from tests.videos import pattern, psnr, write_frames
+    from video_transformers.commands.data import resize_video
+    from video_transformers.data.video import read_slots
+
+    frames = [pattern((64, 96), seed=3, block=16)] * 3
+    src = write_frames(tmp_path / "phone.mp4", frames, rotation=90, options={"qp": "0", "preset": "ultrafast"})
+    assert resize_video(src, tmp_path / "small.mp4", short_side=32) == "resized"
+    small = probe(tmp_path / "small.mp4")
+    assert small.rotation == 90 and (small.width, small.height) == (32, 48)  # still shown portrait
+    a = read_slots(src, [0], probe(src)).float()
+    b = read_slots(tmp_path / "small.mp4", [0], small).float()
+    shrunk = torch.nn.functional.interpolate(a.transpose(0, 1), size=(48, 32), mode="area").transpose(0, 1)
+    assert psnr(shrunk, b) > 25

@@ -8,6 +8,7 @@ run of the same global batch within tolerance.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -81,6 +82,9 @@ def test_ddp_two_cpu_ranks_match_single_process(embedded_root, tmp_path, monkeyp
     _vt(["test", *_args(embedded_root, *ddp, "--ckpt_path", str(ckpt))], out, tmp_path)
     tests = [json.loads((out / f"test_rank{r}.json").read_text()) for r in (0, 1)]
     assert tests[0]["scores"] == tests[1]["scores"], "ranks disagree on the gathered aggregation"
+    (written,) = tmp_path.glob("logs/**/test_predictions.csv")  # the test run's log folder
+    rows = list(csv.DictReader(written.open()))
+    assert len(rows) == 12 and len({r["path"] for r in rows}) == 12  # rank zero wrote every video once
 
     monkeypatch.setenv(OUT_ENV, str(out))
     monkeypatch.chdir(tmp_path)

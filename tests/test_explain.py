@@ -77,6 +77,25 @@ def test_cli_writes_png_gif_and_maps(embedded_root, tmp_path_factory, tmp_path, 
     assert "'jump' is not one of the model's classes" in capsys.readouterr().err
 
 
+def test_explain_uses_predicts_single_view_and_says_which(embedded_root, tmp_path_factory, tmp_path, capsys):
+    """The clip explained is the one `vt predict --views 1x1` scores (here u8: the centre of 8 segments)."""
+    from video_transformers.commands.explain import load_clip, main
+    from video_transformers.data.sampling import uniform_eval_indices
+    from video_transformers.inference import load_model, view_clips
+
+    ckpt = make_checkpoint(embedded_root, tmp_path_factory.mktemp("ckpt"), "uniformerv2")
+    lm = load_model(ckpt)
+    video = embedded_root / "videos/test/grow_000.mp4"
+    clip, times, which = load_clip(lm, video, None, "pad")
+    x, views, info = view_clips(video, lm.spec, clips=1, crops=1)
+    assert torch.equal(clip, x[0]) and "u8 sampling, clip 1 of 1, centre crop" in which
+    assert times == [s / info.fps for s in uniform_eval_indices(info.frames, 8)]  # not the first 8 frames
+    assert main(["--ckpt_path", str(ckpt), "--video", str(video), "--out", str(tmp_path)]) == 0
+    assert f"clip: {which}; frames at {' '.join(f'{t:.2f}' for t in times)} s" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "attention.json").read_text())
+    assert summary["clip"] == which and summary["frame_times"] == [round(t, 4) for t in times]
+
+
 # -- does the rollout find the object? ---------------------------------------------------------------------
 # Cheap setup (CI has 2 shared CPU cores): embedded-dataset videos rendered in memory by the dataset's own
 # generator (all 12 classes, 4 frames at sampling rate 4, 40 px with random 32 px crops), a tiny ViViT-FE

@@ -25,6 +25,7 @@ from video_transformers.data import VideoDataError, VideoDataModule
 from video_transformers.data.annotations import Annotations, VideoRecord, keep_within_root
 from video_transformers.data.dataset import ClipSource
 from video_transformers.data.formats import get_format
+from video_transformers.data.sampling import ClipSampler, Sampling
 from video_transformers.data.video import decode_clip, decode_frames, probe
 from video_transformers.safety import limits
 
@@ -96,7 +97,8 @@ def decode_everything(path: Path) -> str:
         clip = decode_clip(path, 0.0, 1.0)
         assert clip.dtype == torch.uint8 and clip.shape[0] == 3 and clip.shape[1] >= 1
         source = ClipSource([VideoRecord(path, 0, "fuzz")], [info], clip_duration=1.0, cache=True)
-        assert source.frames(0, [0, 1]).shape[1] == 2 and source.clip(0, 0.5).shape[0] == 3
+        time_clip = ClipSampler(Sampling("time", 4, 2), 1.0).eval_clip(source, 0, 0, 1)
+        assert source.frames(0, [0, 1]).shape[1] == 2 and time_clip.shape[:2] == (3, 4)
         return "valid"
     except VideoDataError as e:
         assert str(path) in str(e), f"the message must name the file: {e}"
@@ -255,14 +257,14 @@ def test_a_worker_that_dies_is_reported_with_the_file_it_was_decoding(embedded_r
     dm = _loader_dm(embedded_root)
     records, _ = dm.checked_split("train")
     victim = records[3].path
-    real = ClipSource.clip
+    real = ClipSource.frames
 
-    def crash(self, i, start):  # a decoder library crashing the process, as a segfault would
+    def crash(self, i, slots, frame_fn=None):  # a decoder library crashing the process, as a segfault would
         if self.records[i].path == victim:
             os._exit(3)
-        return real(self, i, start)
+        return real(self, i, slots, frame_fn)
 
-    monkeypatch.setattr(ClipSource, "clip", crash)  # before the workers fork: they inherit it
+    monkeypatch.setattr(ClipSource, "frames", crash)  # before the workers fork: they inherit it
     loader = dm.train_dataloader()
     with pytest.raises(VideoDataError, match=rf"worker died while decoding worker 0: {victim}.*exited unexpectedly"):
         for _ in loader:
@@ -286,14 +288,14 @@ def test_an_error_raised_in_a_worker_arrives_as_one_line_naming_the_file(embedde
 def test_a_hung_decode_stops_at_the_loader_timeout_naming_the_file(embedded_root, monkeypatch):
     dm = _loader_dm(embedded_root, loader_timeout=3.0)
     victim = dm.checked_split("train")[0][1].path
-    real = ClipSource.clip
+    real = ClipSource.frames
 
-    def hang(self, i, start):
+    def hang(self, i, slots, frame_fn=None):
         if self.records[i].path == victim:
             time.sleep(120)  # a decoder stuck on a damaged file
-        return real(self, i, start)
+        return real(self, i, slots, frame_fn)
 
-    monkeypatch.setattr(ClipSource, "clip", hang)
+    monkeypatch.setattr(ClipSource, "frames", hang)
     started = time.perf_counter()
     with pytest.raises(VideoDataError, match=rf"no batch within data.loader_timeout while decoding worker 0: {victim}"):
         for _ in dm.train_dataloader():

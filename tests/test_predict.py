@@ -19,28 +19,21 @@ TINY_FE = dict(patch_size=8, tubelet_size=2, embed_dim=32, spatial_depth=1, temp
 _CACHE: dict[str, Path] = {}
 
 
-def make_checkpoint(root: Path, out_dir: Path) -> Path:
-    """A real `vt fit`-style Lightning checkpoint (one optimiser step) of a tiny ViViT-FE, built once per session."""
-    if "ckpt" in _CACHE:
-        return _CACHE["ckpt"]
+DATA = dict(num_frames=8, sampling_rate=2, fps=16, crop_size=32, eval_short_side=40, mean=(0.4, 0.45, 0.5))
+
+
+def make_checkpoint(root: Path, out_dir: Path, sampling: str = "time") -> Path:
+    """A real `vt fit`-style Lightning checkpoint (one optimiser step) of a tiny ViViT-FE, built once per session
+    (per ``data.sampling``)."""
+    if sampling in _CACHE:
+        return _CACHE[sampling]
     import lightning as L
 
     from video_transformers.data import VideoDataModule
     from video_transformers.lit import VideoClassifier
 
     L.seed_everything(0, verbose=False)
-    dm = VideoDataModule(
-        root=str(root),
-        num_workers=0,
-        batch_size=4,
-        num_frames=8,
-        sampling_rate=2,
-        fps=16,
-        crop_size=32,
-        eval_short_side=40,
-        mean=(0.4, 0.45, 0.5),
-        std=(0.2, 0.25, 0.3),
-    )
+    dm = VideoDataModule(root=str(root), num_workers=0, batch_size=4, sampling=sampling, std=(0.2, 0.25, 0.3), **DATA)
     model = VideoClassifier(
         backbone="vivit_base_factorised_encoder_16x2",
         backbone_kwargs=TINY_FE,
@@ -59,9 +52,9 @@ def make_checkpoint(root: Path, out_dir: Path) -> Path:
         accelerator="cpu",
     )
     trainer.fit(model, dm)
-    path = out_dir / "tiny_fe.ckpt"
+    path = out_dir / f"tiny_fe_{sampling}.ckpt"
     trainer.save_checkpoint(path)
-    _CACHE["ckpt"] = path
+    _CACHE[sampling] = path
     return path
 
 
@@ -111,6 +104,44 @@ def test_views_equal_the_test_pipeline(checkpoint, embedded_root):
     expected = torch.stack([dataset[5 * 12 + i]["video"] for i in range(12)])
     assert [v.name for v in views[:4]] == ["clip0_crop0", "clip0_crop1", "clip0_crop2", "clip1_crop0"]
     torch.testing.assert_close(x, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sampling", ["time", "timesformer", "uniformerv2"])  # time windows, 8x32, u8
+def test_predict_gives_vt_tests_per_video_scores(embedded_root, tmp_path_factory, tmp_path, sampling):
+    """`vt test` writes test_predictions.csv; `vt predict` with the same views on the same files gives the same
+    top-1 and scores, for every sampling preset (one sampler, dataset, transform and aggregation)."""
+    import lightning as L
+
+    from video_transformers.commands.predict import main
+    from video_transformers.data import VideoDataModule
+    from video_transformers.lit import VideoClassifier
+
+    ckpt = make_checkpoint(embedded_root, tmp_path_factory.mktemp("ckpt"), sampling)
+    model = VideoClassifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["datamodule_hyper_parameters"]
+    assert saved["sampling"] == sampling
+    dm = VideoDataModule(**{**saved, "test_clips": 2, "test_crops": 3, "num_workers": 0, "eval_batch_size": 5})
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, accelerator="cpu")
+    trainer.test(model, dm, verbose=False)
+    tested = {row["path"]: row for row in csv.DictReader((tmp_path / "test_predictions.csv").open())}
+    assert len(tested) == 12 and list(next(iter(tested.values())))[:5] == [
+        "path",
+        "label",
+        "predicted",
+        "top1",
+        "top1_score",
+    ]
+
+    out = tmp_path / "preds.json"
+    assert main(["--ckpt_path", str(ckpt), "--paths", *tested, "--views", "2x3", "--topk", "5", "--out", str(out)]) == 0
+    predicted = json.loads(out.read_text())["predictions"]
+    assert [p["video"] for p in predicted] == list(tested)
+    for p in predicted:
+        row = tested[p["video"]]
+        assert p["top"][0]["label"] == row["predicted"] == row["top1"], p["video"]
+        for r in p["top"]:
+            assert r["label"] == row[f"top{r['rank']}"]
+            assert abs(r["score"] - float(row[f"top{r['rank']}_score"])) < 1e-5, (p["video"], r)
 
 
 def _bad_inputs(folder: Path, embedded_root: Path) -> dict[str, Path]:
@@ -196,7 +227,7 @@ def test_predict_csv_and_short_video_error(checkpoint, embedded_root, tmp_path, 
     assert list(rows[0]) == ["video", "rank", "label", "score"]
     assert [(Path(r["video"]).name, r["rank"]) for r in rows] == [("move_right.mp4", "1"), ("move_right.mp4", "2")]
     err = capsys.readouterr()
-    assert "short.mp4: video has 6 frames" in err.err and "--short-video pad" in err.err
+    assert "short.mp4: video is 0.38s long; a clip needs 1.00s" in err.err and "--short-video pad" in err.err
 
 
 def test_expand_paths(tmp_path):

@@ -17,10 +17,13 @@ from video_transformers.data import VideoDataModule
 from video_transformers.layers import set_fused_attention
 from video_transformers.models import create_model, get_entry, list_models
 from video_transformers.models.timesformer import (
+    SCHEMES,
     AxialBlock,
     DividedSpaceTimeBlock,
     LocalGlobalBlock,
     TimeSformer,
+    resample_pos_embed_nearest,
+    resample_time_embed_nearest,
 )
 
 TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_classes=5)
@@ -98,6 +101,39 @@ def test_unknown_scheme_and_odd_grid_are_rejected() -> None:
         tiny("spacetime")
     with pytest.raises(ValueError, match="even token grid"):
         tiny("local_global", num_frames=3)
+
+
+# -- other frame counts and sizes (official forward, vit.py:255-287) -----------------------------------
+@pytest.mark.parametrize("attention_type", sorted(SCHEMES))
+def test_runs_at_other_frame_counts_and_sizes(attention_type: str) -> None:
+    """Like the official model, any T and any frame size (the official-code logits at other sizes are in
+    test_timesformer_pretrained.py); at the construction size nothing is resampled."""
+    torch.manual_seed(0)
+    model = tiny(attention_type).eval()
+    shapes = [(8, 32, 32), (2, 48, 48), (6, 32, 48)]
+    if attention_type != "local_global":  # L+G needs an even token grid
+        shapes += [(3, 32, 32), (4, 24, 40)]
+    with torch.no_grad():
+        for t, h, w in shapes:
+            out = model(torch.randn(1, 3, t, h, w))
+            assert out.shape == (1, 5) and torch.isfinite(out).all(), (t, h, w)
+    assert resample_pos_embed_nearest(model.pos_embed, (4, 4)) is model.pos_embed
+    if model.time_embed is not None:
+        assert resample_time_embed_nearest(model.time_embed, 4) is model.time_embed
+    if attention_type == "local_global":
+        with pytest.raises(ValueError, match="even token grid"):
+            model(torch.randn(1, 3, 3, 32, 32))
+
+
+def test_nearest_resampling_is_the_official_one() -> None:
+    """torch's ``mode="nearest"`` (index ``floor(i * in / out)``), as vit.py:263 and 281, with the CLS
+    position kept: 4 -> 3 frames keeps frames 0, 1, 2 (``nearest-exact`` would keep 0, 2, 3)."""
+    time_embed = torch.arange(4.0).reshape(1, 4, 1).expand(1, 4, 2)
+    assert resample_time_embed_nearest(time_embed, 3)[0, :, 0].tolist() == [0.0, 1.0, 2.0]
+    assert resample_time_embed_nearest(time_embed, 8)[0, :, 0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    pos_embed = torch.arange(5.0).reshape(1, 5, 1)  # CLS, then a 2x2 grid
+    out = resample_pos_embed_nearest(pos_embed, (2, 4))[0, :, 0]
+    assert out.tolist() == [0, 1, 1, 2, 2, 3, 3, 4, 4]
 
 
 # -- attention patterns: which tokens each step lets a token see ---------------------------------------

@@ -1,5 +1,6 @@
-"""UniFormerV2: shapes and gradients at tiny size, zero-initialised branches, locality of LT-MHRA, and
-parameter counts at paper size (meta device)."""
+"""UniFormerV2: shapes and gradients at tiny size, zero-initialised branches, locality of LT-MHRA, parameter
+counts at paper size (meta device), and the official code's details (drop-path masks, dtype flow, frozen
+variant). Parity with the official forward itself: tests/test_uniformerv2_pretrained.py (oracle fixtures)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from video_transformers.layers.uniblocks import GlobalUniBlock, LocalMHRA, LocalUniBlock
+from video_transformers.layers.mlp import ACTIVATIONS, QuickGELU, make_act_layer
+from video_transformers.layers.uniblocks import (
+    CastLayerNorm,
+    GlobalUniBlock,
+    ImageBlock,
+    LocalMHRA,
+    LocalUniBlock,
+    SharedDropPath,
+)
 from video_transformers.models import create_model, get_entry, list_models
-from video_transformers.models.uniformerv2 import UniFormerV2
+from video_transformers.models.uniformerv2 import UniFormerV2, official_drop_path_rates
 
 NAMES = list_models("uniformerv2_*")
 
@@ -203,3 +212,115 @@ def test_local_mhra_parameter_count() -> None:
     per = 2 * d + (d * inner + inner) + (3 * inner + inner) + (inner * d + d)
     extra = sum(p.numel() for p in double.parameters()) - sum(p.numel() for p in plain.parameters())
     assert extra == 12 * 2 * per
+
+
+# -- details of the official code (OpenGVLab/UniFormerV2 slowfast/models/uniformerv2_model.py) ----------------
+def keep_pattern(drop: SharedDropPath, shape: tuple[int, ...]) -> torch.Tensor:
+    """The mask a drop-path module applies to a tensor of ``shape``: 0 (dropped) or 1 / keep (kept)."""
+    return drop.train()(torch.ones(shape))
+
+
+def test_drop_path_masks_follow_the_official_layouts() -> None:
+    """timm's per-sample DropPath on the official layouts (lines 70, 106, 114, 119, 127, 138, 180-181):
+    CLIP blocks on (1 + h*w, B*t, D) -> one draw per token position shared by all clips and frames; local MHRA
+    on (B, D, t, h, w) -> one per clip; global blocks on the (1, B, D) query -> one for the whole batch."""
+    torch.manual_seed(0)
+    b, t, n, d, p = 3, 4, 64, 8, 0.5
+    blk = LocalUniBlock(d, 2, double=True, drop_path=p)
+    for drop in (blk.drop_path1, blk.drop_path2):
+        mask = keep_pattern(drop, (b * t, n, d))
+        assert (mask == mask[:1, :, :1]).all()  # shared over clips, frames and channels
+        assert set(mask[0, :, 0].tolist()) == {0.0, 1 / (1 - p)}  # but not over token positions
+    mask = keep_pattern(blk.drop_path_local, (64, t, n, d))  # (B, t, n, D) in LocalUniBlock.local
+    assert (mask == mask[:, :1, :1, :1]).all() and set(mask[:, 0, 0, 0].tolist()) == {0.0, 2.0}
+    assert isinstance(ImageBlock(d, 2, drop_path=p).drop_path1, SharedDropPath)
+    glob = GlobalUniBlock(d, 2, drop_path=p).drop_path
+    masks = torch.stack([keep_pattern(glob, (b, 1, d)) for _ in range(32)])
+    assert all(len(set(m.flatten().tolist())) == 1 for m in masks)  # one draw per call
+    assert set(masks[:, 0, 0, 0].tolist()) == {0.0, 2.0}
+    # eval mode, or rate 0: identity
+    x = torch.randn(b * t, n, d)
+    assert blk.eval().drop_path1(x) is x and SharedDropPath(0.0).train()(x) is x
+
+
+def test_drop_path_rates_are_the_official_float32_linspace() -> None:
+    """Official lines 200 and 226: ``[x.item() for x in torch.linspace(0, rate, n)]`` (float32 values)."""
+    model = tiny(drop_path_rate=0.2, global_drop_path_rate=0.4, global_layers=[0, 1, 2])
+    assert [b.drop_path1.p for b in model.blocks] == [x.item() for x in torch.linspace(0, 0.2, 3)]
+    assert [g.drop_path.p for g in model.global_blocks] == [x.item() for x in torch.linspace(0, 0.4, 3)]
+    assert official_drop_path_rates(0.3, 1) == [0.0]
+
+
+def test_autocast_keeps_the_clip_stream_in_half_precision() -> None:
+    """CLIP's LayerNorm computes in float32 and returns the input dtype (official lines 26-32) and the
+    embeddings are cast to the input dtype (lines 324-325), so under autocast the backbone's tokens stay
+    bfloat16; the global blocks' plain nn.LayerNorm (lines 141, 149-150) keeps the query in float32."""
+    model = tiny(local_mhra="double", temporal_downsample=True).eval()
+    dtypes = {}
+    for i, blk in enumerate(model.blocks):
+        blk.register_forward_hook(lambda m, args, out, i=i: dtypes.__setitem__(("block", i), out.dtype))
+    for j, g in enumerate(model.global_blocks):
+        g.register_forward_hook(lambda m, args, out, j=j: dtypes.__setitem__(("global", j), out.dtype))
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    assert {dtypes[("block", i)] for i in range(3)} == {torch.bfloat16}
+    assert {dtypes[("global", j)] for j in range(len(model.global_blocks))} == {torch.float32}
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+    # in float32 the cast is a no-op: CastLayerNorm is nn.LayerNorm
+    norm, plain = CastLayerNorm(48), nn.LayerNorm(48)
+    randomise_(norm)
+    plain.load_state_dict(norm.state_dict())
+    h = torch.randn(5, 48)
+    torch.testing.assert_close(norm(h), plain(h), rtol=0, atol=0)
+    assert norm(h.bfloat16()).dtype == torch.bfloat16
+
+
+def test_global_ffn_width_rounds_as_the_official() -> None:
+    """Official line 142: ``d_mlp = round(mlp_factor * d_model)`` (int() would truncate 25.7 to 25)."""
+    assert GlobalUniBlock(10, 2, mlp_ratio=2.57).mlp.fc1.out_features == 26
+
+
+def test_activation_comes_from_the_shared_table() -> None:
+    assert make_act_layer("quick_gelu") is QuickGELU and ACTIVATIONS["quick_gelu"] is QuickGELU
+    model = tiny()
+    assert isinstance(model.blocks[0].mlp.act, QuickGELU) and isinstance(model.global_blocks[0].mlp.act, QuickGELU)
+    assert isinstance(tiny(act="gelu").blocks[0].mlp.act, nn.GELU)
+    x = torch.linspace(-4, 4, 9)
+    torch.testing.assert_close(QuickGELU()(x), x * torch.sigmoid(1.702 * x))
+    with pytest.raises(ValueError, match="unknown activation 'relu'"):
+        tiny(act="relu")
+
+
+def test_frozen_variant_output_and_trainable_parts() -> None:
+    """``frozen=True`` (official FROZEN): logits = head(fc_norm(query)), no ``balance``, backbone frozen."""
+    model = tiny(frozen=True).train()
+    assert model.balance is None and "balance" not in dict(model.named_parameters())
+    x = torch.randn(2, 3, 4, 32, 32)
+    model(x).logsumexp(-1).sum().backward()
+    for name, p in model.named_parameters():
+        backbone = name.split(".")[0] in ("patch_embed", "cls_token", "pos_embed", "norm_pre", "blocks")
+        assert p.requires_grad is not backbone, name
+        assert (p.grad is None) is backbone, name
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        torch.testing.assert_close(model(x), model.head(model.fc_norm(feats[:, 0])), rtol=0, atol=0)
+
+
+def test_new_parts_start_as_the_official_initialises_them() -> None:
+    """Official: classifier ``proj.2`` = nn.Linear's default (line 237, U(-1/sqrt(D), 1/sqrt(D))); Extractor
+    (lines 153-159): xavier in_proj with zero bias, c_fc xavier with nn.Linear's default bias, zero out_proj /
+    c_proj; DPE zero bias (line 225); LT-MHRA up-projection zero (lines 55-56); query and balance zero."""
+    d = 48
+    model = tiny(local_mhra="double", num_classes=7)
+    bound = d**-0.5
+    for p in (model.head.weight, model.head.bias, model.global_blocks[0].mlp.fc1.bias):
+        assert p.abs().max() <= bound and p.std() > bound / 3  # uniform, not trunc_normal(0.02) or zeros
+    g = model.global_blocks[0]
+    assert not g.attn.qkv.bias.any() and not g.attn.proj.weight.any() and not g.mlp.fc2.weight.any()
+    assert not g.dpe.bias.any() and g.dpe.weight.std() > 0.05  # nn.Conv3d default: U(+-1/sqrt(27))
+    assert not model.blocks[0].lmhra1.pos_embed[3].weight.any()
+    assert not model.temporal_cls_token.any() and not model.balance.any()
+    model.reset_classifier(3)
+    assert model.head.weight.shape == (3, d) and model.head.bias.abs().max() > 0

@@ -1,20 +1,26 @@
-"""UniFormerV2 weights: CLIP init from a timm-layout file (documented initial output) and the official
-checkpoint layout (published key list, every key consumed, outputs equal)."""
+"""UniFormerV2 weights: CLIP init from a timm-layout file (documented initial output), the official
+checkpoint layout (published key list, every key consumed), and the official model's own outputs
+(fixtures written by tests/fixtures/make_uniformerv2_fixtures.py running the official code)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import timm
 import torch
 from torch import nn
 
+from video_transformers.layers.uniblocks import LocalMHRA, SharedDropPath
+from video_transformers.lit.classifier import VideoClassifier
 from video_transformers.models import create_model
 from video_transformers.models.uniformerv2 import CLIP_MEAN, UNIFORMERV2_MEAN, UniFormerV2
 from video_transformers.pretrained import PretrainedError, from_pretrained
 from video_transformers.pretrained.uniformerv2 import (
+    _local_reduction,
     clip_filter_fn,
     infer_official_config,
     init_from_clip,
@@ -415,3 +421,140 @@ def test_official_checkpoint_new_classes_and_errors(tmp_path: Path) -> None:
     del sd["backbone.transformer.resblocks.3.ln_2.bias"]
     with pytest.raises(PretrainedError, match=r"blocks\.3\.norm2\.bias"):
         load_official(sd, num_heads=4)
+
+
+# -- oracle: the official model's own outputs ----------------------------------------------------------------
+# Written by tests/fixtures/make_uniformerv2_fixtures.py, which runs OpenGVLab/UniFormerV2
+# slowfast/models/uniformerv2_model.py (VisionTransformer) on tiny random-weight models: K400 recipe (no local
+# MHRA), SSv2 recipe (double local MHRA, temporal down-sampling, global blocks on every layer) and the FROZEN
+# variant (query-only output, lines 269-270). Width 16 / 2 heads (heads are not in the shapes), drop path 0.2 / 0.4.
+FIXTURES = Path(__file__).parent / "fixtures" / "uniformerv2"
+ORACLE = {
+    "k400": ("k400_uniformerv2_tiny_4x24.pyth", dict(local_mhra="none", temporal_downsample=False, frozen=False)),
+    "ssv2": ("ssv2_uniformerv2_tiny_8x24.pyth", dict(local_mhra="double", temporal_downsample=True, frozen=False)),
+    "frozen": ("frozen_uniformerv2_tiny_4x24.pyth", dict(local_mhra="none", temporal_downsample=False, frozen=True)),
+}
+
+
+def load_oracle(name: str, **overrides) -> tuple[UniFormerV2, dict]:
+    file, _ = ORACLE[name]
+    io = torch.load(FIXTURES / f"{name}_io.pt", weights_only=True)
+    cfg = io["config"]
+    drop = dict(drop_path_rate=cfg["backbone_drop_path_rate"], global_drop_path_rate=cfg["drop_path_rate"])
+    model = from_pretrained(FIXTURES / file, num_heads=cfg["heads"], **drop, **overrides)
+    return model, io
+
+
+@pytest.mark.parametrize("name", list(ORACLE))
+def test_official_fixture_loads_with_the_official_logits(name: str) -> None:
+    """Eval-mode logits of the official forward (uniformerv2_model.py:319-330, 243-274) within 1e-5."""
+    model, io = load_oracle(name)
+    cfg, expected = io["config"], ORACLE[name][1]
+    assert {k: getattr(model, k) for k in expected} == expected
+    assert model.global_layers == cfg["return_list"] and model.num_frames == cfg["t_size"]
+    assert (model.balance is None) == cfg["frozen"]
+    with torch.no_grad():
+        diff = (model(io["input"].float()) - io["logits"]).abs().max().item()
+    print(f"uniformerv2 official {name}: eval max |logit diff| {diff:.2g}")  # pytest -s: docs/pretrained.md
+    assert diff <= 1e-5, diff
+
+
+@pytest.mark.parametrize("name", list(ORACLE))
+def test_official_fixture_train_mode_drop_path_matches_under_one_seed(name: str) -> None:
+    """Train mode, same torch seed: drop path (official masks, lines 70/106/114/119/127/138/180-181), the
+    global FFN dropout and the classifier dropout draw what the official model drew, in the same order."""
+    model, io = load_oracle(name)
+    x = io["input"].float()
+    model.train()
+    torch.manual_seed(io["train_seed"])
+    with torch.no_grad():
+        diff = (model(x) - io["train_logits"]).abs().max().item()
+    print(f"uniformerv2 official {name}: train-mode max |logit diff| {diff:.2g}")
+    assert diff <= 1e-5, diff
+    # the fixture does exercise the masks: timm's per-sample masks on our layouts (per frame, per clip, per
+    # sample) give other logits under the same seed
+    for m in model.modules():
+        if isinstance(m, SharedDropPath):
+            m.dims = (0,)
+    torch.manual_seed(io["train_seed"])
+    with torch.no_grad():
+        assert (model(x) - io["train_logits"]).abs().max().item() > 1e-2
+
+
+def test_frozen_checkpoint_is_the_query_only_variant() -> None:
+    """No ``transformer.balance`` in the file -> ``frozen``: logits = head(fc_norm(query)), and fine-tuning
+    trains only the UniFormerV2 parts (official slowfast/models/uniformerv2.py:88-103)."""
+    model, io = load_oracle("frozen")
+    assert model.frozen and "balance" not in model.state_dict() and "balance" not in model.no_weight_decay()
+    x = io["input"].float()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        torch.testing.assert_close(model(x), model.head(model.fc_norm(feats[:, 0])), rtol=0, atol=0)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n.split(".")[0] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"patch_embed", "cls_token", "pos_embed", "norm_pre", "blocks"}
+    assert trainable == {"temporal_cls_token", "global_blocks", "fc_norm", "head"}
+    # the same weights with the balance mix (non-frozen) compute something else
+    mixed = load_official(
+        {
+            **torch.load(FIXTURES / ORACLE["frozen"][0], weights_only=True),
+            "backbone.transformer.balance": torch.zeros(16),
+        },
+        num_heads=2,
+        num_frames=4,
+    ).eval()
+    assert not mixed.frozen
+    with torch.no_grad():
+        assert not torch.allclose(mixed(x), io["logits"], atol=1e-3)
+
+
+def test_clip_init_of_a_frozen_model(clip_file) -> None:
+    path, _ = clip_file
+    model = create_model("uniformerv2_b16_8x224", num_frames=4, num_classes=5, frozen=True, **TINY_CLIP)
+    init_from_clip(model, str(path))  # no `balance` to leave unfilled
+    assert model.balance is None and not model.blocks[0].attn.qkv.weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("name", "depth", "return_list"),
+    [("uniformerv2_b16_8x224", 12, list(range(4, 12))), ("uniformerv2_l14_8x224", 24, list(range(8, 24)))],
+)
+def test_ssv2_layouts_read_with_the_official_return_list(name: str, depth: int, return_list: list[int]) -> None:
+    """Official SSv2 configs (exp/sthv2/ssv2_{b16,l14}_*/config.yaml): RETURN_LIST [4..11] of B/16 and [8..23] of
+    L/14, double local MHRA (dw_reduction 1.5), temporal down-sampling; the loader reads them off the shapes."""
+    with torch.device("meta"):
+        model = create_model(
+            name, local_mhra="double", temporal_downsample=True, global_layers=return_list, num_classes=174
+        )
+    cfg = infer_official_config(to_official(model.state_dict()))
+    assert cfg["global_layers"] == return_list and cfg["depth"] == depth and cfg["num_classes"] == 174
+    assert cfg["local_mhra"] == "double" and cfg["temporal_downsample"] and not cfg["frozen"]
+    assert cfg["local_reduction"] == 1.5
+
+
+@pytest.mark.parametrize(("width", "inner"), [(768, 512), (1024, 682), (16, 10), (96, 64), (40, 26)])
+def test_local_reduction_inferred_from_any_width(width: int, inner: int) -> None:
+    r = _local_reduction(width, inner)
+    assert int(width // r) == inner
+    assert LocalMHRA(width, reduction=r).pos_embed[1].out_channels == inner
+
+
+def test_weight_decay_exemptions_are_the_official_optimizers() -> None:
+    """slowfast/models/optimizer.py:37-48 with ZERO_WD_1D_PARAM (every UniFormerV2 recipe): exactly the 1-D
+    parameters of the official layout (and BatchNorm's) get no weight decay; positional_embedding (L, D) and
+    temporal_cls_token (1, 1, D) are decayed. Checked on the optimizer our LightningModule builds."""
+    lit = VideoClassifier(
+        backbone="uniformerv2_b16_8x224",
+        backbone_kwargs=dict(TINY_CLIP, num_frames=4, local_mhra="double"),
+        num_classes=5,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05),
+    )
+    trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=1)
+    with mock.patch.object(VideoClassifier, "trainer", new_callable=mock.PropertyMock, return_value=trainer):
+        optimizer = lit.configure_optimizers()["optimizer"]
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    params = dict(lit.model.named_parameters())
+    official = to_official(params)  # same order, official names and shapes
+    exempt = {k for (k, v), p in zip(official.items(), params.values(), strict=True) if decay[id(p)] == 0.0}
+    assert exempt == {k for k, v in official.items() if v.ndim <= 1}
+    assert decay[id(params["pos_embed"])] == decay[id(params["temporal_cls_token"])] == 0.05

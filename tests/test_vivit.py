@@ -3,6 +3,7 @@ which tokens each factorised step can see, and parameter / FLOP counts at paper 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,14 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from video_transformers.cli import read_config
-from video_transformers.layers import set_fused_attention
+from video_transformers.layers import DropPath, checkpoint_seq, set_fused_attention
 from video_transformers.models import create_model, get_entry, list_models
 from video_transformers.models.vivit import (
     FactorisedDotProductAttention,
     FactorisedSelfAttentionBlock,
     ViViTFactorisedDotProduct,
     ViViTFactorisedSelfAttention,
+    _ViViT,
 )
 
 VIVIT = list_models("vivit_*")
@@ -36,6 +38,7 @@ def test_all_four_models_registered():
         "vivit_base_factorised_self_attention_16x2",
         "vivit_base_factorised_dot_product_16x2",
         "vivit_large_spatio_temporal_16x2",
+        "vivit_large_factorised_encoder_16x2",
     } <= set(VIVIT)
 
 
@@ -58,12 +61,94 @@ def test_forward_backward_finite(name, tubelet):
 
 
 def test_stochastic_depth_rises_linearly_and_activation_is_selectable():
-    model = tiny("vivit_base_factorised_self_attention_16x2", depth=3, drop_path_rate=0.2, act="gelu_tanh")
+    model = tiny("vivit_base_factorised_self_attention_16x2", depth=3, drop_path_rate=0.2, act="gelu")
     for block, rate in zip(model.encoder.blocks, (0.0, 0.1, 0.2), strict=True):
         assert [block.drop_path1.p, block.temporal_drop_path1.p, block.drop_path2.p] == pytest.approx([rate] * 3)
-    assert model.encoder.blocks[0].mlp.act.approximate == "tanh"
+    assert model.encoder.blocks[0].mlp.act.approximate == "none"
     with pytest.raises(ValueError, match="unknown activation"):
         tiny("vivit_base_spatio_temporal_16x2", act="relu6")
+
+
+def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return (
+        list(model.spatial.blocks) + list(model.temporal.blocks)
+        if hasattr(model, "spatial")
+        else list(model.encoder.blocks)
+    )
+
+
+@pytest.mark.parametrize("name", VIVIT)
+def test_defaults_follow_scenic(name):
+    """scenic/projects/vivit/model.py: flax nn.gelu (tanh approximation, :255, :335), zero CLS tokens (:521,
+    :599), stochastic depth without 1/keep rescaling (:246-247); its zero output projection (:556-559) is
+    head_init="zeros" (the default stays timm's truncated normal, see the module docstring)."""
+    with torch.device("meta"):
+        model = create_model(name)
+    assert all(b.mlp.act.approximate == "tanh" for b in _blocks(model))
+    assert not any(m.scale_by_keep for m in model.modules() if isinstance(m, DropPath))
+    model = tiny(name)
+    for token in ("cls_token", "temporal_cls_token"):
+        assert getattr(model, token, None) is None or not getattr(model, token).any()
+    assert model.head.weight.std().item() == pytest.approx(0.02, rel=0.3)
+    scenic_head = tiny(name, head_init="zeros")
+    assert not scenic_head.head.weight.any() and not scenic_head.head.bias.any()
+    scenic_head.reset_classifier(7)
+    assert scenic_head.head.out_features == 7 and not scenic_head.head.weight.any()
+    with pytest.raises(ValueError, match="head_init"):
+        tiny(name, head_init="xavier")
+
+
+def test_drop_path_without_rescaling_keeps_the_branch_or_drops_it():
+    x = torch.rand(64, 3, 5) + 1.0
+    torch.manual_seed(0)
+    out = DropPath(0.5, scale_by_keep=False).train()(x)
+    kept = out.flatten(1).any(1)
+    assert 0 < kept.sum() < 64 and torch.equal(out[kept], x[kept])  # scenic: x * (1 - drop), no 1/keep
+    torch.manual_seed(0)
+    timm_style = DropPath(0.5).train()(x)  # the same mask; kept samples divided by keep = 0.5
+    assert torch.allclose(timm_style[kept], 2 * x[kept]) and not timm_style[~kept].any()
+
+
+@pytest.mark.parametrize("name", ["vivit_base_spatio_temporal_16x2", "vivit_base_factorised_encoder_16x2"])
+def test_global_pool_avg_is_scenics_gap_classifier(name):
+    """scenic's classifier='gap' (model.py:541-545, 616-620): no CLS parameters, the mean of the tokens."""
+    model = tiny(name, global_pool="avg").eval()
+    keys = model.state_dict().keys()
+    assert not any("cls_token" in k for k in keys) and model.num_prefix_tokens == 0
+    assert model.pos_embed.shape[1] == (16 if "encoder" in name else 2 * 16)
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+        torch.testing.assert_close(model.forward_head(tokens, pre_logits=True), tokens.mean(1))
+    with pytest.raises(ValueError, match="global_pool"):
+        tiny(name, global_pool="max")
+
+
+def test_shared_arguments_are_in_every_signature_and_checked():
+    """The models write the shared arguments once (_ViViT); each public signature still lists them all."""
+    shared = set(inspect.signature(_ViViT.__init__).parameters) - {"self"}
+    for name in VIVIT:
+        params = inspect.signature(get_entry(name).cls.__init__).parameters
+        assert shared <= set(params)
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "self")
+    with pytest.raises(TypeError, match="did you mean 'embed_dim'"):
+        create_model("vivit_base_factorised_dot_product_16x2", embed_dimm=64)
+
+
+def test_checkpoint_seq_matches_plain_application():
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU()) for _ in range(5))
+    x = torch.randn(3, 8, requires_grad=True)
+    plain = x
+    for blk in blocks:
+        plain = blk(plain)
+    (grad,) = torch.autograd.grad(plain.sum(), x)
+    for every in (1, 2, 5):
+        out = checkpoint_seq(blocks, x, every=every)
+        torch.testing.assert_close(out, plain)
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], grad)
+    with pytest.raises(ValueError, match="every"):
+        checkpoint_seq(blocks, x, every=0)
 
 
 def test_no_cls_and_average_pooling_in_models_3_and_4():
@@ -128,6 +213,7 @@ def test_model3_temporal_step_never_mixes_space(fsa_block):
 
 
 def test_model3_attention_order_is_configurable():
+    """scenic's attention_order: "time_space" runs the temporal step first (model.py:302-307)."""
     spatial_first = tiny("vivit_base_factorised_self_attention_16x2").eval()
     temporal_first = tiny("vivit_base_factorised_self_attention_16x2", order="temporal_first").eval()
     temporal_first.load_state_dict(spatial_first.state_dict())  # same names, same weights
@@ -139,13 +225,14 @@ def test_model3_attention_order_is_configurable():
 
 
 def _fdp_heads(attn: FactorisedDotProductAttention, q, k, v, t: int, n: int):
+    """(space heads, time heads): scenic gives the first half of the heads to time (model_utils.py:120-166)."""
     with torch.no_grad():
         out = attn.attend(q, k, v)  # b heads (t n) d
     h = attn.num_heads // 2
-    return out[:, :h].unflatten(2, (t, n)), out[:, h:].unflatten(2, (t, n))
+    return out[:, h:].unflatten(2, (t, n)), out[:, :h].unflatten(2, (t, n))
 
 
-def test_model4_space_heads_never_see_other_frames_and_time_heads_other_positions():
+def test_model4_time_heads_first_never_see_other_positions_and_space_heads_other_frames():
     t, n, heads = 3, 5, 4
     attn = FactorisedDotProductAttention(32, heads, temporal_tokens=t).eval()
     q, k, v = (torch.randn(2, heads, t * n, 8) for _ in range(3))
@@ -204,6 +291,18 @@ def test_large_is_vit_large_sized():
         model = create_model("vivit_large_spatio_temporal_16x2")
     assert (model.embed_dim, len(model.encoder.blocks), model.encoder.blocks[0].attn.num_heads) == (1024, 24, 16)
     assert model.patch_embed.proj.weight.shape == (1024, 3, 2, 16, 16) and model.num_frames == 32
+
+
+def test_large_factorised_encoder_is_scenics_kinetics_config():
+    """scenic/projects/vivit/configs/kinetics400/vivit_large_factorised_encoder.py:87-109."""
+    with torch.device("meta"):
+        model = create_model("vivit_large_factorised_encoder_16x2")
+    assert (model.embed_dim, len(model.spatial.blocks), len(model.temporal.blocks)) == (1024, 24, 24)
+    assert model.spatial.blocks[0].attn.num_heads == 16 and model.spatial.blocks[0].mlp.fc1.out_features == 4096
+    assert model.patch_embed.proj.weight.shape == (1024, 3, 2, 16, 16) and (model.num_frames, model.img_size) == (
+        32,
+        224,
+    )
 
 
 def test_model3_at_paper_size_has_temporal_attention_in_every_block():

@@ -49,9 +49,9 @@ def static_clip(frame: torch.Tensor, frames: int) -> torch.Tensor:
     [
         ("vivit_base_spatio_temporal_16x2", {}),
         ("vivit_base_factorised_encoder_16x2", {"temporal_init": "random"}),
-        ("vivit_base_factorised_encoder_16x2", {"temporal_init": "image"}),
-        ("vivit_base_factorised_self_attention_16x2", {"temporal_init": "zero"}),
-        ("vivit_base_factorised_self_attention_16x2", {"temporal_init": "spatial", "inflation": "average"}),
+        ("vivit_base_factorised_encoder_16x2", {"temporal_init": "image", "cls_init": "image"}),
+        ("vivit_base_factorised_self_attention_16x2", {"temporal_init": "spatial"}),
+        ("vivit_base_factorised_self_attention_16x2", {"temporal_init": "identity", "inflation": "average"}),
         ("vivit_base_factorised_dot_product_16x2", {}),
     ],
 )
@@ -71,12 +71,39 @@ def test_image_init_loads_with_exactly_the_expected_missing_keys(name, options):
         assert torch.equal(sd["pos_embed"][:, 1:], vit.pos_embed[:, 1:].repeat(1, t, 1))
     elif "encoder" not in name:  # Models 3, 4: no CLS, spatial embedding repeated over time
         assert torch.equal(sd["pos_embed"], vit.pos_embed[:, 1:].repeat(1, t, 1))
-    if name.endswith("self_attention_16x2"):
-        temporal = sd["encoder.blocks.0.temporal_attn.qkv.weight"]
-        spatial = vit.blocks[0].attn.qkv.weight
-        assert torch.equal(temporal, spatial) if options["temporal_init"] == "spatial" else not temporal.any()
+    if name.endswith("self_attention_16x2"):  # scenic/projects/vivit/model_utils.py:509-534
+        block = vit.blocks[0]
+        assert torch.equal(sd["encoder.blocks.0.temporal_attn.qkv.weight"], block.attn.qkv.weight)
+        proj = sd["encoder.blocks.0.temporal_attn.proj.weight"]
+        assert torch.equal(proj, block.attn.proj.weight) if options["temporal_init"] == "spatial" else not proj.any()
+        norm = sd["encoder.blocks.0.temporal_norm1.weight"]  # fresh, not the spatial norm
+        assert torch.equal(norm, torch.ones(64)) and not torch.equal(norm, block.norm1.weight)
+    if "encoder" in name:  # Model 2's spatial CLS: fresh (zero) as in scenic unless cls_init="image"
+        image_cls = options.get("cls_init") == "image"
+        assert torch.equal(sd["cls_token"], vit.cls_token) if image_cls else not sd["cls_token"].any()
     if "encoder" in name and options["temporal_init"] == "image":
         assert torch.equal(sd["temporal.blocks.0.attn.qkv.weight"], vit.blocks[0].attn.qkv.weight)
+
+
+@pytest.mark.parametrize("temporal_init", ["spatial", "identity"])
+def test_model3_every_temporal_weight_learns_from_image_init(temporal_init):
+    """Image-initialised Model 3 must learn temporal attention: after a few AdamW steps (no weight decay, so
+    only gradients move weights) every temporal parameter has changed. With an all-zero temporal MHSA (the
+    former default) qkv and proj.weight got exactly zero gradient and never moved."""
+    model = video("vivit_base_factorised_self_attention_16x2", head_init="zeros")  # scenic's recipe
+    load_image_weights(model, image_vit().state_dict(), temporal_init=temporal_init)
+    temporal = {n: p.detach().clone() for n, p in model.named_parameters() if ".temporal_" in n}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, 4, 32, 32, generator=g), torch.randint(0, 5, (4,), generator=g)
+    model.train()
+    for _ in range(4):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    moved = {n: (p - temporal[n]).abs().max().item() for n, p in model.named_parameters() if n in temporal}
+    assert len(moved) == 2 * 6 and min(moved.values()) > 1e-4, moved
 
 
 def test_filter_is_pure_and_resamples_position_embeddings_to_a_new_grid():
@@ -106,13 +133,19 @@ def test_unknown_image_keys_and_mismatched_depth_are_named():
         )
     assert expected_missing(video("vivit_base_factorised_encoder_16x2")) == [
         "head.*",
+        "cls_token",
         "temporal_cls_token",
         "temporal_pos_embed",
         "temporal.*",
     ]
+    assert expected_missing(video("vivit_base_factorised_self_attention_16x2")) == [
+        "head.*",
+        "encoder.blocks.*.temporal_norm1.*",
+    ]
 
 
 # -- static-clip invariants ---------------------------------------------------------------------------
+# (With timm's exact GELU, act="gelu": the ViViT default is scenic's tanh approximation.)
 # A clip of one repeated frame, tubelet-embedded with central-frame (eq. 8) or average (eq. 7) inflation,
 # gives every temporal index exactly the image's patch embedding of that frame (the kernel slices sum to
 # the image kernel). Whether the whole model then equals the image ViT depends on how tokens mix:
@@ -120,13 +153,16 @@ def test_unknown_image_keys_and_mismatched_depth_are_named():
 #    ViT's CLS feature of the frame, for any t.
 #  * Model 1 does so only when t = 1: for t > 1 every patch key appears t times in the joint attention while
 #    the CLS key appears once, which reweights the softmax, so no exact equality holds there.
-#  * Model 3 with zero-initialised temporal attention: eq. 5 is the identity and the spatial step is the image
-#    block on each frame; with no CLS token its tokens equal those of a CLS-free image ViT.
+#  * Model 3 with temporal_init="identity" (zero temporal output projection): eq. 5 is the identity and the
+#    spatial step is the image block on each frame; with no CLS token its tokens equal a CLS-free image ViT's.
 @pytest.mark.parametrize("inflation", ["central_frame", "average"])
 def test_static_clip_factorised_encoder_equals_image_vit(inflation):
     vit = image_vit()
     model = load_image_weights(
-        video("vivit_base_factorised_encoder_16x2", num_frames=6), vit.state_dict(), inflation=inflation
+        video("vivit_base_factorised_encoder_16x2", num_frames=6, act="gelu"),  # timm's ViT: exact GELU
+        vit.state_dict(),
+        inflation=inflation,
+        cls_init="image",
     )
     frame = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -139,21 +175,23 @@ def test_static_clip_factorised_encoder_equals_image_vit(inflation):
 
 def test_static_clip_spatio_temporal_equals_image_vit_for_one_tubelet():
     vit = image_vit()
-    model = load_image_weights(video("vivit_base_spatio_temporal_16x2", num_frames=2), vit.state_dict())
+    model = load_image_weights(video("vivit_base_spatio_temporal_16x2", num_frames=2, act="gelu"), vit.state_dict())
     frame = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(
             model.forward_features(static_clip(frame, 2)), vit.forward_features(frame), atol=1e-5, rtol=1e-5
         )
         # ...and with two temporal indices it does not (CLS is not duplicated; see above)
-        model4 = load_image_weights(video("vivit_base_spatio_temporal_16x2"), vit.state_dict())
+        model4 = load_image_weights(video("vivit_base_spatio_temporal_16x2", act="gelu"), vit.state_dict())
         cls4 = model4.forward_features(static_clip(frame, 4))[:, 0]
     assert not torch.allclose(cls4, vit.forward_features(frame)[:, 0], atol=1e-4)
 
 
-def test_static_clip_factorised_self_attention_zero_init_equals_clsfree_image_vit():
+def test_static_clip_factorised_self_attention_identity_init_equals_clsfree_image_vit():
     vit = image_vit(class_token=False, global_pool="avg", fc_norm=False)
-    model = load_image_weights(video("vivit_base_factorised_self_attention_16x2"), vit.state_dict())
+    model = load_image_weights(
+        video("vivit_base_factorised_self_attention_16x2", act="gelu"), vit.state_dict(), temporal_init="identity"
+    )
     frame = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         tokens = model.forward_features(static_clip(frame, 4)).unflatten(1, (2, 16))  # b t n d

@@ -35,6 +35,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from video_transformers.cli_parser import ConfigFile, VideoTransformersParser
 from video_transformers.data import VideoDataModule
+from video_transformers.data.errors import data_errors_for_users
 from video_transformers.lit import VideoClassifier
 from video_transformers.lit.checkpoint_io import CLI_TRUST_HINT, AtomicCheckpointIO
 from video_transformers.lit.interrupt import GracefulInterrupt, TrainingInterrupted
@@ -318,7 +319,8 @@ def main(args: list[str] | None = None) -> None:
             sys.exit(f"vt {argv[0]}: not available in this version")
         sys.exit(module.main(argv[1:]))
     try:
-        run_cli(None if args is None else argv)  # None: LightningCLI reads sys.argv itself (no "both given" warning)
+        with data_errors_for_users(sys.argv if args is None else argv):  # a bad video: one line, naming it
+            run_cli(None if args is None else argv)  # None: LightningCLI reads sys.argv (no "both given" warning)
     except TrainingInterrupted as e:  # the checkpoint is saved; say how to resume, exit as a shell would
         sys.stderr.write(e.message + "\n")
         sys.exit(e.exit_code)

@@ -10,14 +10,18 @@ is written to a temporary name and renamed when complete, and existing outputs a
 (everything that is not a video) are copied, so DST is a dataset root like SRC. Audio is dropped. Failures are
 listed by file at the end (exit status 1).
 
-``check`` reads a dataset's annotations and probes every listed video like the training check pass, and lists
-the bad rows and the missing, unreadable, zero-frame, audio-only, too-short and duplicated videos, with counts,
-without stopping at the first (exit status 1 when any was found).
+``check`` reads a dataset's annotations and runs the training check pass on every listed video (its first and
+last frames are decoded, as training will read them), and lists every problem once, with its reason: bad rows,
+missing files, broken symlinks (dangling, loops), files that are not videos (an image renamed ``.mp4``; a ``.gif``
+or ``.txt`` in a class folder), unreadable, truncated, zero-frame, audio-only, too-short and duplicated videos;
+with a count of each kind per split and in the summary, without stopping at the first (exit status 1 when any
+was found).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -66,12 +70,16 @@ def resize_video(src: Path, dst: Path, short_side: int, crf: int = 23) -> str:
             rate = ins.average_rate or ins.guessed_rate or 30
             codec, options = CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
             frames = 0
+            decoded = inp.decode(ins)
+            first = next(decoded, None)
             with av.open(str(tmp), mode="w") as out:
                 os_ = out.add_stream(codec, rate=rate)
                 os_.width, os_.height = size
                 os_.pix_fmt = "yuv420p"
                 os_.options = {k: v.format(crf=crf) for k, v in options.items()}
-                for frame in inp.decode(ins):
+                if first is not None and getattr(first, "rotation", 0):
+                    os_.set_display_rotation(first.rotation)  # a phone video stays upright
+                for frame in itertools.chain([first] if first is not None else [], decoded):
                     image = frame.reformat(width=size[0], height=size[1], format="yuv420p")
                     image.pts, image.time_base = frames, 1 / Fraction(rate)  # constant rate, counted from 0
                     out.mux(os_.encode(image))
@@ -169,13 +177,14 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"vt data check: cannot read the dataset: {e}", file=sys.stderr)
         return 2
     print(f"{dm.dataset} at {dm.root}: {dm.num_classes} classes, {dm.sampling.describe()} sampling")
-    total = 0
+    total, counts = 0, dict.fromkeys(KINDS, 0)
     for split in args.splits:
         try:
             scan = dm.scan(split, workers=args.workers)
         except VideoDataError as e:
             print(f"\n[{split}] cannot read annotations: {e}")
             total += 1
+            counts[e.kind] += 1
             continue
         print(
             f"\n[{split}] ({dm.annotation_split(split)}): {scan.listed} listed, {len(scan.records)} usable,"
@@ -185,13 +194,15 @@ def run_check(args: argparse.Namespace) -> int:
             msgs = scan.problems.get(kind) or []
             if not msgs:
                 continue
+            counts[kind] += len(msgs)
             print(f"  {kind.replace('_', '-')}: {len(msgs)}")
             for msg in msgs[: args.max_list]:
                 print(f"    {msg}")
             if len(msgs) > args.max_list:
                 print(f"    ... and {len(msgs) - args.max_list} more")
         total += scan.num_problems
-    print(f"\n{total} problems found" if total else "\nno problems found")
+    by_kind = ", ".join(f"{n} {kind.replace('_', '-')}" for kind, n in counts.items() if n)
+    print(f"\n{total} problems found: {by_kind}" if total else "\nno problems found")
     return 1 if total else 0
 
 

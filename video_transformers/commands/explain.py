@@ -3,12 +3,15 @@
     vt explain --ckpt_path runs/vivit_factorised/checkpoints/best.ckpt --video clip.mp4 --out explain/ \
                [--class move_right] [--start 0.5]
 
-The clip is cut and normalised as the checkpoint was evaluated (centre crop; by default the centre clip of
-the video, or the clip starting at ``--start`` seconds). Maps follow each variant's factorisation (see
-:mod:`video_transformers.inference.rollout`): each frame shows the spatial rollout of its temporal index,
-weighted by that index's temporal share, on one colour scale. Rollout is class-agnostic (it reads attention,
-not gradients): ``--class`` only picks the class whose probability is reported (default: the top-1).
-Writes ``attention.png``, ``attention.gif`` and ``attention.npz`` (``spatial``, ``temporal``, ``joint``).
+The clip is the one ``vt predict --views 1x1`` scores: the data module's evaluation pipeline with the
+checkpoint's sampler (its single evaluation clip: from the start for time windows and ``8x32`` strides, as
+the official samplers do, the segment centres for ``u8``) and a centre crop; or, with ``--start``, the time
+window of one clip duration from that second. The output says which clip and the time of each frame.
+Maps follow each variant's factorisation (see :mod:`video_transformers.inference.rollout`): each frame
+shows the spatial rollout of its temporal index, weighted by that index's temporal share, on one colour
+scale. Rollout is class-agnostic (it reads attention, not gradients): ``--class`` only picks the class whose
+probability is reported (default: the top-1). Writes ``attention.png``, ``attention.gif``, ``attention.json``
+and ``attention.npz`` (``spatial``, ``temporal``, ``joint``).
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ import numpy as np
 import torch
 
 from video_transformers.data.errors import VideoDataError
-from video_transformers.data.transforms import EvalTransform, uniform_temporal_subsample
-from video_transformers.data.video import decode_clip
-from video_transformers.inference.clips import check_video, pad_frames, view_clips
+from video_transformers.data.sampling import time_slots
+from video_transformers.inference.clips import view_dataset
 from video_transformers.inference.loading import LoadedModel, load_model
 from video_transformers.inference.render import denormalize, render_attention, upsample_map
 from video_transformers.inference.rollout import Rollout, explain
@@ -38,25 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--class", dest="class_name", help="class whose probability is reported (default: top-1)")
-    p.add_argument("--start", type=float, help="clip start in seconds (default: the centre clip)")
+    p.add_argument("--start", type=float, help="clip start in seconds (default: vt predict's single view)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--short-video", "--short_video", dest="short_video", choices=["pad", "error"], default="pad")
     p.add_argument("--trust_checkpoint", action="store_true")
     return p
 
 
-def load_clip(lm: LoadedModel, path: Path, start: float | None, short_video: str) -> tuple[torch.Tensor, float]:
-    """One centre-cropped normalised clip ``(C, T, S, S)`` and its start time."""
+def load_clip(
+    lm: LoadedModel, path: Path, start: float | None, short_video: str
+) -> tuple[torch.Tensor, list[float], str]:
+    """One centre-cropped normalised clip ``(C, T, S, S)``, the time of each frame, and which clip it is."""
+    dataset = view_dataset(path, lm.spec, clips=1, crops=1, short_video=short_video)
+    info = dataset.source.infos[0]
     if start is None:
-        x, views, _ = view_clips(path, lm.spec, clips=1, crops=1, short_video=short_video)
-        return x[0], views[0].start
-    info = check_video(path)
-    video = decode_clip(path, start, start + lm.spec.clip_duration)
-    needed = max(1, round(lm.spec.clip_duration * info.fps))
-    video = pad_frames(video, needed, path, short_video, f"only {video.shape[1]} frames from {start:.2f}s")
-    spec = lm.spec
-    transform = EvalTransform(crop_size=spec.crop_size, short_side=spec.short_side, mean=spec.mean, std=spec.std)
-    return transform(uniform_temporal_subsample(video[:, :needed], spec.num_frames)), start
+        slots = dataset.clip_slots(0, 0)
+        clip = dataset[0]["video"]  # exactly vt predict --views 1x1's view
+        what = f"vt predict's single view ({dataset.sampler.sampling.describe()} sampling, clip 1 of 1, centre crop)"
+    else:
+        slots = time_slots(start, lm.spec.clip_duration, info.fps, lm.spec.num_frames)
+        clip = dataset.transform(dataset.source.frames(0, slots, dataset.transform.resize_frame))
+        what = f"the {lm.spec.clip_duration:g}s window from --start {start:g}s (centre crop)"
+    times = [min(max(s, 0), info.frames - 1) / info.fps for s in slots]
+    return clip, times, what
 
 
 def frame_maps(result: Rollout, num_frames: int, size: int) -> np.ndarray:
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         lm = load_model(args.ckpt_path, device=args.device, trust=args.trust_checkpoint)
         if args.class_name is not None and args.class_name not in lm.class_names:
             raise ValueError(f"--class {args.class_name!r} is not one of the model's classes: {lm.class_names}")
-        clip, start = load_clip(lm, args.video, args.start, args.short_video)
+        clip, times, which = load_clip(lm, args.video, args.start, args.short_video)
         result, logits = explain(lm.model, clip[None].to(lm.device))
     except (PretrainedError, VideoDataError, ValueError, RuntimeError) as e:
         print(f"vt explain: {e}", file=sys.stderr)
@@ -84,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = denormalize(clip, spec.mean, spec.std)
     maps = frame_maps(result, spec.num_frames, spec.crop_size)
     index_of = [i // result.frames_per_index for i in range(spec.num_frames)]
-    captions = [
-        f"{start + i * spec.frame_step:.2f}s  w={float(result.temporal[k]):.2f}" for i, k in enumerate(index_of)
-    ]
+    captions = [f"{times[i]:.2f}s  w={float(result.temporal[k]):.2f}" for i, k in enumerate(index_of)]
     title = (
         f"{args.video.name}: {result.layout} rollout | {lm.class_names[cls]} p={float(probs[cls]):.3f}"
         f" (top-1 {lm.class_names[top]} {float(probs[top]):.3f})"
@@ -96,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     np.savez(npz, spatial=result.spatial.numpy(), temporal=result.temporal.numpy(), joint=result.joint.numpy())
     summary = {
         "video": str(args.video),
-        "start": start,
+        "clip": which,
+        "frame_times": [round(t, 4) for t in times],
+        "start": times[0],
         "layout": result.layout,
         "class": lm.class_names[cls],
         "probability": float(probs[cls]),
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "attention.json").write_text(json.dumps(summary, indent=1))
     print(f"{args.video}: {result.layout}; {lm.class_names[cls]} p={float(probs[cls]):.3f}")
+    print(f"clip: {which}; frames at {' '.join(f'{t:.2f}' for t in times)} s")
     print(f"temporal weights: {' '.join(f'{float(v):.2f}' for v in result.temporal)}")
     print(f"wrote {png}, {gif}, {npz}")
     return 0

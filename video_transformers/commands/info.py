@@ -3,6 +3,7 @@
     vt info --model vivit_base_factorised_encoder_16x2 [--num_frames 16 --img_size 224 --views 4x3 --embed_dim 384]
     vt info --config configs/vivit_factorised.yaml
     vt info --all [--format md|csv|json]
+    vt info --pretrained [NAME | hub id | path] [--format md|csv|json]   # known official checkpoints
 
 GFLOPs are multiply-adds / 1e9 (``FlopCounterMode`` FLOPs / 2), the convention of fvcore and of the
 TimeSformer, ViViT and UniFormerV2 papers; softmax, normalisation and activations are not counted.
@@ -224,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="vt config(s), read as vt fit reads them (repeatable; --data.* / --model.* override them)",
     )
     src.add_argument("--all", action="store_true", help="every registered model at its paper configuration")
+    src.add_argument(
+        "--pretrained",
+        nargs="?",
+        const="",
+        metavar="SOURCE",
+        help="the table of known official checkpoints; with a catalog name, hub id or path: that one",
+    )
     p.add_argument("--num_frames", type=int, help="frames per view (default: the model's)")
     p.add_argument("--img_size", type=int, help="crop side in pixels (default: the model's)")
     p.add_argument("--views", help="CLIPSxCROPS per video (default: the paper's views if given, else 1x1)")
@@ -234,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.pretrained is not None:
+        from video_transformers.commands.info_pretrained import show_pretrained
+
+        return show_pretrained(args.pretrained, args.format)
     try:
         config_args, extra = _split_config_args(extra) if args.config else ([], extra)
         overrides = _parse_overrides(extra)

@@ -4,11 +4,13 @@
                [--views 4x3] [--topk 5] [--out preds.json|preds.csv] [--per-view] [--device auto]
     vt predict --ckpt_path ... --paths long.mp4 --window [--stride 0.5] --out timeline.csv   # score timeline + PNG
 
-Each video is decoded and normalised with the checkpoint's own data settings (frames, sampling rate, fps,
-crop, evaluation short side, mean/std; see :mod:`video_transformers.inference.loading`). Views mode scores
-``clips x crops`` views as ``vt test`` does and averages their softmax; ``--window`` slides one clip along
-the video. A file that cannot be used is reported and skipped; the run ends with a summary and exits 1 if
-any file failed. The Trainer's own predict loop stays reachable as ``vt predict --config ...``.
+Each video is sampled, decoded and normalised with the checkpoint's own data settings (sampling, frames,
+sampling rate, fps, crop, evaluation short side, mean/std; see :mod:`video_transformers.inference.loading`).
+Views mode runs ``vt test``'s own pipeline on each file (its sampler, dataset, transform and per-video
+aggregation), so a video gets the scores ``vt test`` wrote for it in ``test_predictions.csv``; ``--window``
+slides one time-window clip along the video. A file that cannot be used is reported and skipped; the run
+ends with a summary and exits 1 if any file failed. The Trainer's own predict loop stays reachable as
+``vt predict --config ...``.
 """
 
 from __future__ import annotations
@@ -23,23 +25,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from video_transformers.commands.info import parse_views
 from video_transformers.data.errors import VideoDataError
 from video_transformers.inference.clips import (
     check_video,
+    describe_views,
     expand_paths,
     expected_grid_frames,
     iter_grid_frames,
     num_windows,
     stride_frames,
-    view_clips,
+    view_dataset,
 )
 from video_transformers.inference.loading import LoadedModel, load_model
 from video_transformers.inference.render import plot_timeline
 from video_transformers.inference.windows import stream_multiple, window_scorer
-from video_transformers.lit.multiview import AGGREGATIONS, parse_rule
+from video_transformers.lit.multiview import AGGREGATIONS, ViewCollector, aggregate_views
 from video_transformers.pretrained import PretrainedError
 
 log = logging.getLogger(__name__)
@@ -82,24 +86,28 @@ def topk_rows(scores: torch.Tensor, names: list[str], k: int) -> list[dict[str, 
     ]
 
 
-def aggregate(logits: torch.Tensor, rule: str) -> torch.Tensor:
-    """Per-video class scores from ``(views, classes)`` logits by ``{logits,softmax}_{mean,sum,max}``."""
-    score, reduce = parse_rule(rule)
-    values = logits.softmax(-1) if score == "softmax" else logits
-    return {"mean": values.mean, "sum": values.sum, "max": lambda dim: values.max(dim).values}[reduce](0)
-
-
 def predict_views(lm: LoadedModel, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``vt test``'s pipeline on one file: its dataset, loader, view collector and :func:`aggregate_views`."""
     clips, crops = parse_views(args.views)
-    x, views, _ = view_clips(path, lm.spec, clips=clips, crops=crops, short_video=args.short_video)
-    logits = torch.cat([lm.logits(x[i : i + args.batch_size]) for i in range(0, len(x), args.batch_size)])
-    scores = aggregate(logits, args.aggregate)
-    result: dict[str, Any] = {"video": str(path), "top": topk_rows(scores, lm.class_names, args.topk)}
+    dataset = view_dataset(path, lm.spec, clips=clips, crops=crops, short_video=args.short_video)
+    collector = ViewCollector()
+    for batch in DataLoader(dataset, batch_size=args.batch_size):
+        collector.update(lm.logits(batch["video"]), batch)
+    views = collector.cat()
+    _, scores, _, _ = aggregate_views(
+        views["logits"], views["video_index"], views["view_index"], views["labels"], args.aggregate
+    )
+    result: dict[str, Any] = {"video": str(path), "top": topk_rows(scores[0], lm.class_names, args.topk)}
     if args.per_view:
-        probs = logits.softmax(-1)
+        probs = views["logits"].softmax(-1)
         result["views"] = [
-            {"view": v.name, "start": round(v.start, 4), "top": topk_rows(p, lm.class_names, args.topk)}
-            for v, p in zip(views, probs, strict=True)
+            {
+                "view": v.name,
+                "start": round(v.start, 4),
+                "end": round(v.end, 4),
+                "top": topk_rows(p, lm.class_names, args.topk),
+            }
+            for v, p in zip(describe_views(dataset), probs, strict=True)
         ]
     return result
 

@@ -38,7 +38,8 @@ class VideoRecord:
 @dataclass
 class Annotations:
     records: list[VideoRecord] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # "file:row: message", kind "annotation"
+    # "file:row: message" (kind "annotation"), or a VideoDataError whose kind says what else was wrong
+    problems: list[str | VideoDataError] = field(default_factory=list)
 
     def raise_if_empty(self, path: Path | str) -> Annotations:
         if not self.records and not self.problems:
@@ -166,5 +167,5 @@ def read_csv(path: str | Path, root: str | Path, class_names: list[str]) -> list
     """:func:`read_csv_rows`, raising one error that lists every bad row."""
     ann = read_csv_rows(path, root, class_names)
     if ann.problems:
-        raise VideoDataError("\n".join(ann.problems), kind="annotation")
+        raise VideoDataError("\n".join(map(str, ann.problems)), kind="annotation")
     return ann.records

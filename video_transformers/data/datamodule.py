@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,17 +20,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from video_transformers.data import synthetic
 from video_transformers.data.annotations import VideoRecord, keep_within_root
+from video_transformers.data.check import SplitScan, scan_split
 from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
 from video_transformers.data.errors import VideoDataError
 from video_transformers.data.formats import get_format
 from video_transformers.data.inflight import ReportingDataLoader
-from video_transformers.data.sampling import Sampling, parse_sampling
+from video_transformers.data.sampling import ClipSampler, Sampling, parse_sampling
 from video_transformers.data.transforms import EvalTransform, MixupCutmix, TrainTransform, label_swap_map
-from video_transformers.data.video import VideoInfo, check_decoder, probe
+from video_transformers.data.video import VideoInfo, check_decoder
 from video_transformers.data.workers import WorkerInit
 
 log = logging.getLogger(__name__)
@@ -41,21 +39,6 @@ Split = Literal["train", "val", "test"]
 Dataset = Literal[
     "embedded", "csv", "list", "folder", "kinetics400", "kinetics600", "kinetics700", "ssv2", "ucf101", "hmdb51"
 ]
-
-
-@dataclass
-class SplitScan:
-    """What the check pass found in one split: usable records with their info, and every problem by kind."""
-
-    split: str
-    listed: int = 0
-    records: list[VideoRecord] = field(default_factory=list)
-    infos: list[VideoInfo] = field(default_factory=list)
-    problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-
-    @property
-    def num_problems(self) -> int:
-        return sum(len(v) for v in self.problems.values())
 
 
 KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)  # data.mean/std without a model
@@ -212,63 +195,13 @@ class VideoDataModule(L.LightningDataModule):
         if self.hparams.root is None or synthetic.verify(self.root) is not None:
             synthetic.build(self.root)
 
-    def min_duration_problem(self, path: Path, info: VideoInfo) -> str | None:
-        """Why ``info`` is too short for one clip under this sampling (``None`` when it is long enough)."""
-        s = self.sampling
-        if s.mode == "time":
-            min_duration = self.clip_duration - 1.0 / self.hparams.fps  # allow one frame of rounding
-            if info.duration < min_duration:
-                return (
-                    f"{path}: video is {info.duration:.2f}s long; a clip needs {self.clip_duration:.2f}s"
-                    f" ({self.num_frames} frames x sampling rate {self.hparams.sampling_rate} at"
-                    f" {self.hparams.fps:g} fps)"
-                )
-        elif info.frames < s.num_frames:
-            return f"{path}: video has {info.frames} frames; {s.describe()} sampling needs >= {s.num_frames}"
-        return None
-
     def scan(self, split: str, *, workers: int | None = None, progress: bool = True) -> SplitScan:
         """Read the split's annotations and probe every listed video; never raises on a bad row or video."""
-        scan = SplitScan(split)
         ann = self.format.read(self.root, self.annotation_split(split), self.class_names)
         ann = keep_within_root(ann, self.root, allow_outside=self.hparams.allow_outside_root)
-        scan.problems["annotation"].extend(ann.problems)
-        scan.listed = len(ann.records) + len(ann.problems)
-        first: dict[str, VideoRecord] = {}
-        unique = []
-        for rec in ann.records:
-            if rec.key in first:
-                scan.problems["duplicate"].append(
-                    f"{rec.source}: duplicated id {rec.key!r} (first listed at {first[rec.key].source})"
-                )
-                continue
-            first[rec.key] = rec
-            unique.append(rec)
-
-        def check(rec: VideoRecord) -> VideoInfo | VideoDataError:
-            try:
-                info = probe(rec.path)
-            except VideoDataError as e:
-                return e
-            reason = self.min_duration_problem(rec.path, info)
-            return VideoDataError(reason, kind="too_short") if reason else info
-
+        sampler = ClipSampler(self.sampling, self.clip_duration)
         workers = workers or max(1, self.hparams.num_workers)
-        with ThreadPoolExecutor(workers) as pool:  # PyAV releases the GIL while it demuxes and decodes
-            results = pool.map(check, unique)
-            for rec, result in tqdm(
-                zip(unique, results, strict=True),
-                total=len(unique),
-                desc=f"checking {split} videos",
-                unit="video",
-                leave=False,
-                disable=not progress,
-            ):
-                if isinstance(result, VideoDataError):
-                    scan.problems[result.kind].append(f"{rec.source}: {result}")
-                else:
-                    scan.records.append(rec)
-                    scan.infos.append(result)
+        scan = scan_split(split, ann, sampler.too_short, workers=workers, progress=progress)
         if self.sampling.mode == "stride":
             span = (self.sampling.num_frames - 1) * self.sampling.rate + 1
             short = sum(info.frames < span for info in scan.infos)
@@ -289,14 +222,23 @@ class VideoDataModule(L.LightningDataModule):
             if self.dataset == "embedded":
                 self._build_embedded()  # no-op when built; covers use without prepare_data
             scan = self.scan(split)
-            bad = [msg for kind in scan.problems.values() for msg in kind]
+            ignored = scan.problems.get("ignored") or []
+            if ignored:
+                log.warning(
+                    "%d files under %s are not videos and are not used:\n  %s",
+                    len(ignored),
+                    self.root,
+                    "\n  ".join(ignored),
+                )
+            bad = scan.blocking()
             if bad:
                 listing = "\n  ".join(bad)
                 if self.hparams.on_bad_video == "error":
-                    raise VideoDataError(
-                        f"{len(bad)} of {scan.listed} {split} videos are unusable"
-                        f" (set data.on_bad_video=skip to train without them):\n  {listing}"
-                    )
+                    where = f"{len(bad)} of {scan.listed} {split} videos are unusable"
+                    fix = "set data.on_bad_video=skip to train without them; vt data check lists every problem"
+                    if len(bad) == 1:  # one line: the file and the reason first
+                        raise VideoDataError(f"{bad[0]} ({where}; {fix})")
+                    raise VideoDataError(f"{where} ({fix}):\n  {listing}")
                 log.warning("skipping %d of %d %s videos:\n  %s", len(bad), scan.listed, split, listing)
             if not scan.records:
                 raise VideoDataError(f"no usable {split} videos under {self.root}")

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 
 import torch
-from pytorchvideo.data.clip_sampling import ConstantClipsPerVideoSampler
 from torch.utils.data import Dataset, default_collate
 
 from video_transformers.data.annotations import VideoRecord
@@ -24,28 +22,19 @@ from video_transformers.data.errors import VideoDataError
 from video_transformers.data.inflight import InFlight
 from video_transformers.data.sampling import ClipSampler, Sampling
 from video_transformers.data.transforms import EvalTransform
-from video_transformers.data.video import VideoInfo, decode_clip, decode_frames
+from video_transformers.data.video import FrameFn, VideoInfo, read_slots
 from video_transformers.safety import limits
 
 log = logging.getLogger(__name__)
 
 
-def clip_starts(duration: float, clip_duration: float, num_clips: int) -> list[float]:
-    """Start times of ``num_clips`` evenly spaced clips (PyTorchVideo's ``ConstantClipsPerVideoSampler``)."""
-    sampler = ConstantClipsPerVideoSampler(Fraction(clip_duration).limit_denominator(10_000), num_clips)
-    starts, last_end = [], 0.0
-    for _ in range(num_clips):
-        info = sampler(last_end, Fraction(duration).limit_denominator(10_000), None)
-        starts.append(float(info.clip_start_sec))
-        last_end = info.clip_end_sec
-    sampler.reset()
-    return starts
-
-
 class ClipSource:
-    """Decodes clips of listed videos: a time window (``clip``) or frames by index (``frames``); with
-    ``cache=True`` each video is decoded whole once (per worker) and clips are sliced from memory: for small
-    datasets that fit in RAM, such as the embedded one, where container open + seek would dominate the step time."""
+    """Frames of listed videos by slot (:mod:`video_transformers.data.video`); with ``cache=True`` each video is
+    decoded whole once (per worker) and clips are indexed from memory: for small datasets that fit in RAM, such as
+    the embedded one, where container open + seek would dominate the step time. Both ways pick the same frames:
+    the cache holds the frame shown at every slot.
+
+    ``clip_duration`` is the time-window length the datasets' samplers use (``data.sampling: time``)."""
 
     def __init__(
         self,
@@ -66,7 +55,8 @@ class ClipSource:
 
     def _whole(self, i: int) -> torch.Tensor:
         if i not in self._videos:
-            self._videos[i] = decode_clip(self.records[i].path, 0.0, self.infos[i].duration + 1.0)
+            info = self.infos[i]
+            self._videos[i] = read_slots(self.records[i].path, range(info.frames), info, decoder=self.decoder)
         return self._videos[i]
 
     def _cacheable(self, i: int) -> bool:
@@ -84,24 +74,21 @@ class ClipSource:
             log.info("%s: %.0f MB decoded, over the cache budget: decoding per clip", path, mb)
         return False
 
-    def clip(self, i: int, start: float) -> torch.Tensor:
-        """``(C, T, H, W)`` uint8 frames of video ``i`` from ``start`` for one clip duration."""
-        fps = self.infos[i].fps
-        if self._cacheable(i):
-            video = self._whole(i)
-            first = min(round(start * fps), video.shape[1] - 1)
-            return video[:, first : first + max(1, round(self.clip_duration * fps))]
-        if self.decoder != "pyav":
-            first = round(start * fps)
-            return self.frames(i, list(range(first, first + max(1, round(self.clip_duration * fps)))))
-        return decode_clip(self.records[i].path, start, start + self.clip_duration)
-
-    def frames(self, i: int, indices: list[int]) -> torch.Tensor:
-        """``(C, len(indices), H, W)`` uint8: the frames of video ``i`` at ``indices`` (clamped to the last)."""
-        if self._cacheable(i):
-            video = self._whole(i)
-            return video[:, [min(j, video.shape[1] - 1) for j in indices]]
-        return decode_frames(self.records[i].path, indices, decoder=self.decoder)
+    def frames(self, i: int, slots: list[int], frame_fn: FrameFn | None = None) -> torch.Tensor:
+        """``(C, len(slots), H, W)``: the frames of video ``i`` shown at ``slots`` (clamped to the video), uint8 or
+        as ``frame_fn`` makes each (the evaluation resize runs as frames arrive)."""
+        info = self.infos[i]
+        if not self._cacheable(i):
+            return read_slots(self.records[i].path, slots, info, decoder=self.decoder, frame_fn=frame_fn)
+        video = self._whole(i)
+        clamped = [min(max(int(s), 0), video.shape[1] - 1) for s in slots]
+        if frame_fn is None:
+            return video[:, clamped]
+        done: dict[int, torch.Tensor] = {}
+        for s in clamped:
+            if s not in done:
+                done[s] = frame_fn(video[:, s])
+        return torch.stack([done[s] for s in clamped], dim=1)
 
 
 class _SkipBad:
@@ -213,9 +200,15 @@ class MultiViewDataset(_SkipBad, Dataset):
         v, view = divmod(i, self.views_per_video)
         return self._with_substitute(v, lambda u: self._load(u, view))
 
+    def clip_slots(self, v: int, clip: int) -> list[int]:
+        """The slots of clip ``clip`` of video ``v`` (their times: ``slot / infos[v].fps`` seconds)."""
+        return self.sampler.eval_slots(self.source.infos[v], clip, self.num_clips)
+
     def _load(self, v: int, view: int) -> dict:
         clip_idx, crop_idx = divmod(view, self.num_crops)
         if self._last is None or self._last[0] != (v, clip_idx):
-            self._last = ((v, clip_idx), self.sampler.eval_clip(self.source, v, clip_idx, self.num_clips))
+            # the short-side resize runs on each frame as it is decoded (memory bounded by the clip)
+            clip = self.source.frames(v, self.clip_slots(v, clip_idx), self.transform.resize_frame)
+            self._last = ((v, clip_idx), clip)
         video = self.transform(self._last[1], crop_idx, self.num_crops)
         return {"video": video, "label": self.source.records[v].label, "video_index": v, "view_index": view}

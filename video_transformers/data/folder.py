@@ -6,7 +6,9 @@
       test/<class>/...
       classes.txt             optional: fixes the class order; else the sorted folder names under train/
 
-A class folder under val/ or test/ that train/ (or classes.txt) lacks is reported with its videos.
+A class folder under val/ or test/ that train/ (or classes.txt) lacks is reported with its videos; other files in
+class folders (``.gif``, ``.txt``) are reported as not used (kind ``ignored``), and broken symlinks are listed so
+that the check names them.
 """
 
 from __future__ import annotations
@@ -42,9 +44,15 @@ def class_names(root: Path) -> list[str]:
 def read_split(root: Path, split: str, names: list[str]) -> Annotations:
     base = _split_dir(root, split)
     index = {n: i for i, n in enumerate(names)}
+    exts = " ".join(sorted(EXTENSIONS))
     out = Annotations()
     for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+        files = sorted(p for p in folder.rglob("*") if not p.is_dir())  # broken symlinks too: the check names them
+        videos = [p for p in files if p.suffix.lower() in EXTENSIONS]
+        for p in files:
+            if p.suffix.lower() not in EXTENSIONS:
+                what = f"{p}: not a video file ({p.suffix or 'no extension'}; videos are {exts}): not used"
+                out.problems.append(VideoDataError(what, kind="ignored"))
         if folder.name not in index:
             out.problems.extend(
                 f"{v}: class folder {folder.name!r} is not among the {len(names)} classes" for v in videos

@@ -1,7 +1,7 @@
 """Temporal sampling: which frames of a video make a clip, by name (``data.sampling``).
 
-* ``time`` (default): a clip spans ``num_frames x sampling_rate / data.fps`` seconds, decoded whole and
-  subsampled to ``num_frames`` evenly spaced frames (PyTorchVideo's clip samplers).
+* ``time`` (default): a clip spans ``num_frames x sampling_rate / data.fps`` seconds, of which ``num_frames``
+  evenly spaced frames are kept (PyTorchVideo's clip samplers and ``UniformTemporalSubsample``).
 * ``stride`` / ``"<N>x<R>"``: ``N`` frames every ``R``-th frame of the video's own frame rate, so the clip
   lasts ``N x R / fps_video`` seconds (TimeSformer, Bertasius et al. 2021, Sec. 4: "8 x 32"; ViViT, Arnab et al.
   2021, Sec. 4.1: 32 frames, stride 2). Training draws the start uniformly; evaluation takes ``K`` starts spaced by
@@ -11,6 +11,10 @@
   ``N`` equal segments and one frame is taken from each, at a random offset in training and, for clip ``k`` of
   ``K`` at evaluation, at offset ``(k + 1) / (K + 1)`` of the segment (the centre for one clip), as mmaction2's
   ``UniformSample`` does.
+
+Frames are chosen by *slot* (timestamp on the video's own frame-rate grid, :mod:`video_transformers.data.video`):
+only the chosen frames are decoded, variable-rate videos are timed by their timestamps, and the cache
+(``data.cache_videos``) cannot change the choice.
 
 Named presets: ``timesformer`` = ``8x32``, ``vivit`` = ``32x2``, ``uniformerv2`` = ``u8``. A preset's frame count
 must equal ``data.num_frames`` (which is linked into the model), so a mismatch is an error, not a surprise.
@@ -26,9 +30,9 @@ from fractions import Fraction
 from typing import Literal, Protocol
 
 import torch
-from pytorchvideo.data.clip_sampling import RandomClipSampler
+from pytorchvideo.data.clip_sampling import ConstantClipsPerVideoSampler, RandomClipSampler
 
-from video_transformers.data.transforms import uniform_temporal_subsample
+from video_transformers.data.video import FrameFn, VideoInfo
 
 PRESETS = {"timesformer": "8x32", "vivit": "32x2", "uniformerv2": "u8"}
 
@@ -107,41 +111,84 @@ def uniform_eval_indices(total: int, num_segments: int, clip: int = 0, num_clips
     return [min(total - 1, math.floor(size * (i + frac) + 0.5)) for i in range(num_segments)]
 
 
-# -- samplers: (source, video) -> (C, T, H, W) uint8 ---------------------------------------------------------
+def clip_starts(duration: float, clip_duration: float, num_clips: int) -> list[float]:
+    """Start times of ``num_clips`` evenly spaced clips (PyTorchVideo's ``ConstantClipsPerVideoSampler``)."""
+    sampler = ConstantClipsPerVideoSampler(Fraction(clip_duration).limit_denominator(10_000), num_clips)
+    starts, last_end = [], 0.0
+    for _ in range(num_clips):
+        info = sampler(last_end, Fraction(duration).limit_denominator(10_000), None)
+        starts.append(float(info.clip_start_sec))
+        last_end = info.clip_end_sec
+    sampler.reset()
+    return starts
+
+
+def time_slots(start: float, clip_duration: float, rate: float, num_frames: int) -> list[int]:
+    """The ``num_frames`` slots of a time window: the window ``[start, start + clip_duration)`` holds
+    ``round(clip_duration x rate)`` slots from the first at or after ``start`` (the frames PyTorchVideo's
+    ``EncodedVideo.get_clip`` returns for a constant-rate video), of which :func:`uniform_temporal_subsample`'s
+    evenly spaced ones are kept."""
+    first = math.ceil(start * rate - 1e-6)
+    n = max(1, round(clip_duration * rate))
+    return [first + int(i) for i in torch.linspace(0, n - 1, num_frames).round().long().tolist()]
+
+
+# -- samplers: (source, video) -> (C, T, H, W) ---------------------------------------------------------------
 class FrameSource(Protocol):
     infos: list
 
-    def clip(self, i: int, start: float) -> torch.Tensor: ...
-
-    def frames(self, i: int, indices: list[int]) -> torch.Tensor: ...
+    def frames(self, i: int, slots: list[int], frame_fn: FrameFn | None = None) -> torch.Tensor: ...
 
 
 class ClipSampler:
-    """Turns a :class:`Sampling` into clips of a :class:`~video_transformers.data.dataset.ClipSource`."""
+    """Turns a :class:`Sampling` into the slots of a clip (see :mod:`video_transformers.data.video`), and clips of
+    a :class:`~video_transformers.data.dataset.ClipSource`. Every mode picks frames by slot, so a clip is the same
+    whichever backend decodes it and whether the video is cached."""
 
     def __init__(self, sampling: Sampling, clip_duration: float) -> None:
         self.sampling, self.clip_duration = sampling, clip_duration
         self._random_clip = RandomClipSampler(Fraction(clip_duration).limit_denominator(10_000))
 
-    def train_clip(self, source: FrameSource, i: int) -> torch.Tensor:
-        s, total = self.sampling, source.infos[i].frames
+    def train_slots(self, info: VideoInfo) -> list[int]:
+        s, total = self.sampling, info.frames
         if s.mode == "time":
-            duration = Fraction(source.infos[i].duration).limit_denominator(10_000)
+            duration = Fraction(info.duration).limit_denominator(10_000)
             start = float(self._random_clip(0.0, duration, None).clip_start_sec)
-            return uniform_temporal_subsample(source.clip(i, start), s.num_frames)
+            return time_slots(start, self.clip_duration, info.fps, s.num_frames)
         if s.mode == "stride":
             start = random_stride_start(total, s.num_frames, s.rate)
-            return source.frames(i, stride_indices(start, s.num_frames, s.rate, total))
-        return source.frames(i, uniform_train_indices(total, s.num_frames))
+            return stride_indices(start, s.num_frames, s.rate, total)
+        return uniform_train_indices(total, s.num_frames)
 
-    def eval_clip(self, source: FrameSource, i: int, clip: int, num_clips: int) -> torch.Tensor:
-        from video_transformers.data.dataset import clip_starts
-
-        s, total = self.sampling, source.infos[i].frames
+    def eval_slots(self, info: VideoInfo, clip: int, num_clips: int) -> list[int]:
+        """Slots of evaluation clip ``clip`` of ``num_clips``."""
+        s, total = self.sampling, info.frames
         if s.mode == "time":
-            start = clip_starts(source.infos[i].duration, self.clip_duration, num_clips)[clip]
-            return uniform_temporal_subsample(source.clip(i, start), s.num_frames)
+            start = clip_starts(info.duration, self.clip_duration, num_clips)[clip]
+            return time_slots(start, self.clip_duration, info.fps, s.num_frames)
         if s.mode == "stride":
             start = stride_starts(total, s.num_frames, s.rate, num_clips)[clip]
-            return source.frames(i, stride_indices(start, s.num_frames, s.rate, total))
-        return source.frames(i, uniform_eval_indices(total, s.num_frames, clip, num_clips))
+            return stride_indices(start, s.num_frames, s.rate, total)
+        return uniform_eval_indices(total, s.num_frames, clip, num_clips)
+
+    def train_clip(self, source: FrameSource, i: int) -> torch.Tensor:
+        return source.frames(i, self.train_slots(source.infos[i]))
+
+    def eval_clip(
+        self, source: FrameSource, i: int, clip: int, num_clips: int, frame_fn: FrameFn | None = None
+    ) -> torch.Tensor:
+        return source.frames(i, self.eval_slots(source.infos[i], clip, num_clips), frame_fn)
+
+    def too_short(self, info: VideoInfo) -> str | None:
+        """Why a video of ``info`` is too short for one clip (``None`` when it is long enough)."""
+        s = self.sampling
+        if s.mode == "time":
+            fps = s.num_frames * s.rate / self.clip_duration  # data.fps
+            if info.duration < self.clip_duration - 1.0 / fps:  # allow one frame of rounding
+                return (
+                    f"video is {info.duration:.2f}s long; a clip needs {self.clip_duration:.2f}s"
+                    f" ({s.num_frames} frames x sampling rate {s.rate} at {fps:g} fps)"
+                )
+        elif info.frames < s.num_frames:
+            return f"video has {info.frames} frames; {s.describe()} sampling needs >= {s.num_frames}"
+        return None

@@ -69,8 +69,8 @@ def spatial_crop(x: torch.Tensor, size: int, index: int, num_crops: int) -> torc
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``(C, T, H, W)`` -> float ``(x / 255 - mean) / std``."""
-    x = x.float().div_(255.0)
+    """uint8 (or float) ``(C, T, H, W)`` in ``[0, 255]`` -> float ``(x / 255 - mean) / std`` (a new tensor)."""
+    x = x.float() / 255.0
     m = torch.tensor(mean, dtype=x.dtype).view(-1, 1, 1, 1)
     s = torch.tensor(std, dtype=x.dtype).view(-1, 1, 1, 1)
     return (x - m) / s
@@ -398,10 +398,17 @@ class MixupCutmix:
 
 
 class EvalTransform:
-    """Short-side resize, then crop ``index`` of ``num_crops`` along the long side, normalise."""
+    """Short-side resize, then crop ``index`` of ``num_crops`` along the long side, normalise.
+
+    :meth:`resize_frame` is the resize of one frame: decoders run it as frames arrive (the resize treats frames
+    independently, so the result is the same, bit for bit) and the clip's resize is then a no-op."""
 
     def __init__(self, *, crop_size: int, short_side: int, mean: Sequence[float], std: Sequence[float]) -> None:
         self.crop_size, self.short_side, self.mean, self.std = crop_size, short_side, mean, std
+
+    def resize_frame(self, frame: torch.Tensor) -> torch.Tensor:
+        """``(C, H, W)`` uint8 -> ``(C, h, w)`` float with ``min(h, w) == short_side``."""
+        return resize_short_side(frame.float()[:, None], self.short_side)[:, 0]
 
     def __call__(self, x: torch.Tensor, index: int = 0, num_crops: int = 1) -> torch.Tensor:
         x = resize_short_side(x.float(), self.short_side)

@@ -1,11 +1,13 @@
 """Model inputs cut from video files: multi-view clips (as ``vt test`` cuts them) and sliding windows.
 
-* :func:`view_clips` decodes a video whole and cuts ``clips x crops`` views exactly as the evaluation data
-  pipeline does (PyTorchVideo's evenly spaced clip starts, uniform temporal subsampling, short-side resize,
-  left/centre/right crops, normalisation), so ``vt predict`` scores a test video as ``vt test`` did.
+* :func:`view_clips` cuts ``clips x crops`` views through the evaluation data pipeline itself: a one-video
+  :class:`~video_transformers.data.dataset.ClipSource`, :class:`~video_transformers.data.dataset.MultiViewDataset`
+  with the checkpoint's sampler (time windows, ``8x32`` strides, ``u8`` segments) and transform. Only the frames
+  the clips need are decoded, resized as they arrive, so ``vt predict`` scores a test video as ``vt test`` did
+  and its memory is bounded by a clip, not by the video.
 * :func:`iter_grid_frames` streams a long video frame by frame and keeps only the frames on the model's
-  sampling grid (one every ``sampling_rate / fps`` seconds), already resized, centre-cropped and normalised:
-  memory stays at one window whatever the video's length. :func:`iter_windows` groups them into clips.
+  sampling grid (one every ``sampling_rate / fps`` seconds, by timestamp), already resized, centre-cropped and
+  normalised: memory stays at one window whatever the video's length. :func:`iter_windows` groups them into clips.
 
 Videos shorter than one clip are padded by repeating their last frame (with a warning) or refused.
 """
@@ -20,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import av
 import torch
 
-from video_transformers.data.dataset import clip_starts
+from video_transformers.data.annotations import VideoRecord
+from video_transformers.data.dataset import ClipSource, MultiViewDataset
 from video_transformers.data.errors import VideoDataError
-from video_transformers.data.transforms import EvalTransform, uniform_temporal_subsample
-from video_transformers.data.video import VideoInfo, decode_clip, probe
+from video_transformers.data.video import VideoInfo, iter_pyav, probe, to_tensor
 from video_transformers.inference.loading import ClipSpec
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def check_video(path: Path) -> VideoInfo:
     except VideoDataError as e:
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             what = path.suffix or "(no extension)"
-            raise VideoDataError(f"{path}: unsupported format {what!r}: not a video this build can decode") from e
+            raise VideoDataError(
+                f"{path}: unsupported format {what!r}: not a video this build can decode", kind="unsupported"
+            ) from e
         raise
 
 
@@ -85,7 +88,8 @@ def check_video(path: Path) -> VideoInfo:
 class View:
     clip: int
     crop: int
-    start: float  # seconds
+    start: float  # seconds: the clip's first frame
+    end: float  # seconds: its last frame
 
     @property
     def name(self) -> str:
@@ -103,69 +107,73 @@ def pad_frames(video: torch.Tensor, needed: int, path: Path, short_video: ShortV
     return torch.cat([video, video[:, -1:].expand(-1, needed - have, -1, -1)], dim=1)
 
 
+def view_dataset(
+    path: Path, spec: ClipSpec, *, clips: int, crops: int, short_video: ShortVideo = "pad"
+) -> MultiViewDataset:
+    """The one-video evaluation dataset ``vt test`` would build for ``path`` (label ``-1``): items are views
+    ``{"video", "label", "video_index", "view_index"}``. A video shorter than one clip is refused
+    (``short_video="error"``) or its clips repeat the last frame, as the sampler clamps them (``pad``)."""
+    info = check_video(path)
+    sampler = spec.sampler()
+    short = sampler.too_short(info)
+    if short:
+        if short_video == "error":
+            raise VideoDataError(f"{path}: {short}; rerun with --short-video pad to repeat its last frame")
+        log.warning("%s: %s; its clips repeat the last frame", path, short)
+    source = ClipSource([VideoRecord(path, -1, str(path))], [info], spec.clip_duration)
+    return MultiViewDataset(
+        source,
+        num_frames=spec.num_frames,
+        num_clips=clips,
+        num_crops=crops,
+        transform=spec.eval_transform(),
+        sampling=sampler.sampling,
+    )
+
+
+def describe_views(dataset: MultiViewDataset, v: int = 0) -> list[View]:
+    """Which frames each view of video ``v`` holds (times of its first and last frame)."""
+    fps = dataset.source.infos[v].fps
+    views = []
+    for c in range(dataset.num_clips):
+        slots = dataset.clip_slots(v, c)
+        views += [View(c, k, slots[0] / fps, slots[-1] / fps) for k in range(dataset.num_crops)]
+    return views
+
+
 def view_clips(
     path: Path, spec: ClipSpec, *, clips: int, crops: int, short_video: ShortVideo = "pad"
 ) -> tuple[torch.Tensor, list[View], VideoInfo]:
-    """``(clips*crops, C, T, S, S)`` normalised views of ``path`` and their descriptions.
-
-    Decodes the whole video once (like the data module's in-memory cache) and cuts each clip as
-    :class:`~video_transformers.data.dataset.ClipSource` does: ``round(start * fps)`` onwards for
-    ``round(clip_duration * fps)`` frames, then uniform temporal subsampling to ``num_frames``.
-    """
-    info = check_video(path)
-    video = decode_clip(path, 0.0, info.duration + 1.0)  # c t h w uint8
-    if min(video.shape[-2:]) < 1:
-        raise VideoDataError(f"{path}: decoded empty frames of size {tuple(video.shape[-2:])}")
-    fps = info.fps if info.fps > 0 else video.shape[1] / max(info.duration, 1e-6)
-    per_clip = max(1, round(spec.clip_duration * fps))
-    duration = video.shape[1] / fps
-    short = (
-        f"video has {video.shape[1]} frames ({duration:.2f}s) but a clip needs {per_clip} ({spec.clip_duration:.2f}s)"
-    )
-    video = pad_frames(video, per_clip, path, short_video, short)
-    duration = max(duration, spec.clip_duration)
-    transform = EvalTransform(crop_size=spec.crop_size, short_side=spec.short_side, mean=spec.mean, std=spec.std)
-    out, views = [], []
-    for c, start in enumerate(clip_starts(duration, spec.clip_duration, clips)):
-        first = min(round(start * fps), video.shape[1] - 1)
-        clip = uniform_temporal_subsample(video[:, first : first + per_clip], spec.num_frames)
-        for k in range(crops):
-            out.append(transform(clip, k, crops))
-            views.append(View(c, k, start))
-    return torch.stack(out), views, info
+    """``(clips*crops, C, T, S, S)`` normalised views of ``path``, their descriptions and the video's info:
+    the items of :func:`view_dataset`."""
+    dataset = view_dataset(path, spec, clips=clips, crops=crops, short_video=short_video)
+    x = torch.stack([dataset[i]["video"] for i in range(len(dataset))])
+    return x, describe_views(dataset), dataset.source.infos[0]
 
 
 # -- streaming frames and sliding windows -------------------------------------------------------------
-def _frame_transform(spec: ClipSpec) -> EvalTransform:
-    return EvalTransform(crop_size=spec.crop_size, short_side=spec.short_side, mean=spec.mean, std=spec.std)
+def grid_slots(info: VideoInfo, spec: ClipSpec) -> Iterator[int]:
+    """Slot of grid frame ``j = 0, 1, ...``: the one nearest to ``j * sampling_rate / fps`` seconds."""
+    j = 0
+    while (slot := info.slot_at(j * spec.frame_step)) < info.frames:
+        yield slot
+        j += 1
 
 
 def iter_grid_frames(path: Path, spec: ClipSpec) -> Iterator[torch.Tensor]:
-    """The frames of ``path`` at times ``j * sampling_rate / fps`` (``j = 0, 1, ...``), each ``(C, S, S)``,
+    """The frames of ``path`` shown at times ``j * sampling_rate / fps`` (``j = 0, 1, ...``), each ``(C, S, S)``,
     resized, centre-cropped and normalised; decoded in one pass, frame by frame."""
-    transform = _frame_transform(spec)
+    transform = spec.eval_transform()
+    info = check_video(path)
+    last, x = None, None
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDataError(f"{path}: no video stream (audio-only or not a video)")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-            if fps <= 0:
-                raise VideoDataError(f"{path}: stream reports no frame rate")
-            j = 0
-            for i, frame in enumerate(container.decode(stream)):
-                # grid frame j sits at native index round(j * step * fps); a frame may serve several j
-                x = None
-                while round(j * spec.frame_step * fps) == i:
-                    if x is None:
-                        rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))  # h w c
-                        x = transform(rgb.permute(2, 0, 1)[:, None])[:, 0]  # c s s
-                    yield x
-                    j += 1
+        for _, frame in iter_pyav(path, grid_slots(info, spec), info):
+            if frame is not last:  # a frame may serve several grid points (a video slower than the grid)
+                last, x = frame, transform(to_tensor(frame, info)[:, None])[:, 0]  # c s s
+            yield x
     except VideoDataError:
         raise
-    except (av.FFmpegError, OSError, ValueError) as e:
+    except Exception as e:  # PyAV raises many types; callers get one, with the file
         raise VideoDataError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
 
 
@@ -200,7 +208,7 @@ def iter_windows(
         seen += 1
         first = seen - n
         if first >= 0 and first % stride == 0:
-            yield _window(emitted, first, spec), torch.stack(list(buf), dim=1)
+            yield make_window(emitted, first, spec), torch.stack(list(buf), dim=1)
             emitted += 1
     if emitted == 0:
         if seen == 0:
@@ -212,10 +220,10 @@ def iter_windows(
             short_video,
             f"video gives {seen} sampled frames but a window needs {n} ({spec.clip_duration:.2f}s)",
         )
-        yield _window(0, 0, spec), clip
+        yield make_window(0, 0, spec), clip
 
 
-def _window(index: int, first: int, spec: ClipSpec) -> Window:
+def make_window(index: int, first: int, spec: ClipSpec) -> Window:
     start = first * spec.frame_step
     return Window(index, first, start, start + spec.clip_duration)
 

@@ -1,9 +1,11 @@
-"""Export a model to ONNX, TorchScript or a ``torch.export`` ExportedProgram, with a dynamic batch size.
+"""Export a model to ONNX, TorchScript or a ``torch.export`` ExportedProgram, with a dynamic batch size, or
+as a Hugging Face folder that ``from_pretrained`` reads back (:func:`export_hf`).
 
-Every format takes normalised video ``(B, C, T, H, W)`` float32 and returns ``(B, num_classes)`` logits; the
-sizes other than ``B`` are fixed by the model (frames, crop). A JSON sidecar (``<out>.json``) records the
+Every file format takes normalised video ``(B, C, T, H, W)`` float32 and returns ``(B, num_classes)`` logits;
+the sizes other than ``B`` are fixed by the model (frames, crop). A JSON sidecar (``<out>.json``) records the
 class names and the clip settings (frames, sampling rate, fps, crop, short side, mean/std) that inputs must
-be prepared with. :func:`max_abs_diff` checks an exported file against the eager model.
+be prepared with; the Hugging Face folder keeps them in its ``config.json``. :func:`max_abs_diff` checks an
+export against the eager model.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from video_transformers.layers import set_fused_attention
 
 log = logging.getLogger(__name__)
 
-Format = Literal["onnx", "torchscript", "exported-program"]
-FORMATS: tuple[str, ...] = ("onnx", "torchscript", "exported-program")
+Format = Literal["onnx", "torchscript", "exported-program", "hf"]
+FORMATS: tuple[str, ...] = ("onnx", "torchscript", "exported-program")  # one file, any nn.Module
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
+HF = "hf"  # a Hugging Face folder (:func:`export_hf`): needs the model's recorded constructor call
 
 
 def example_input(model: nn.Module, batch: int = 2) -> torch.Tensor:
@@ -82,8 +85,46 @@ def export_model(model: nn.Module, fmt: Format, out: Path, *, metadata: dict | N
     return out
 
 
+def export_hf(
+    model: nn.Module,
+    spec: dict | None,
+    out: Path,
+    *,
+    clip: dict | None = None,
+    source: str | None = None,
+    hub_id: str | None = None,
+    report: Path | None = None,
+) -> Path:
+    """Write ``model`` as a Hugging Face folder (``config.json``, ``model.safetensors``, ``README.md`` model
+    card; :mod:`video_transformers.pretrained.hf_folder`). ``spec`` is its recorded constructor call
+    (``build_recorded``); ``clip`` the clip settings it was evaluated with; ``source`` the checkpoint it came
+    from, beside which a ``test_report.json`` is looked for unless ``report`` names one."""
+    from video_transformers.pretrained.hf_folder import build_config, save_folder
+    from video_transformers.pretrained.hub import resolve_source
+    from video_transformers.pretrained.model_card import build_card, checkpoint_facts, find_test_report, read_report
+
+    local = resolve_source(source) if source else None
+    if report is None and local is not None:
+        report = find_test_report(local)
+    config = build_config(model, spec, clip=clip)
+    shown = source if source is None or not Path(source).expanduser().exists() else Path(source).name
+    card = build_card(
+        config,
+        report=read_report(report),
+        facts=checkpoint_facts(local) if local is not None else None,
+        hub_id=hub_id,
+        source=shown,
+    )
+    return save_folder(model, out, spec=spec, clip=clip, card=card, report=report)
+
+
 def load_exported(path: Path, fmt: Format):  # noqa: ANN201 (a callable: tensor -> tensor)
-    """A callable ``(B, C, T, H, W) tensor -> logits tensor`` running the exported file."""
+    """A callable ``(B, C, T, H, W) tensor -> logits tensor`` running the exported file (or folder)."""
+    if fmt == HF:
+        from video_transformers.pretrained import from_pretrained
+
+        model = from_pretrained(path)
+        return lambda x: model(x)
     if fmt == "onnx":
         import onnxruntime as ort
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from video_transformers.data.errors import VideoDataError
-from video_transformers.inference.clips import ShortVideo, Window, _window, iter_windows, pad_frames
+from video_transformers.inference.clips import ShortVideo, Window, iter_windows, make_window, pad_frames
 from video_transformers.inference.loading import ClipSpec, LoadedModel
 from video_transformers.models.vivit import ViViTFactorisedEncoder
 
@@ -115,7 +115,7 @@ class FactorisedEncoderStream:
             nonlocal next_window
             while next_window * step + self.t <= encoded:
                 first_tubelet = next_window * step
-                ready.append(_window(next_window, first_tubelet * self.ts, spec))
+                ready.append(make_window(next_window, first_tubelet * self.ts, spec))
                 next_window += 1
             while ready and (len(ready) >= self.batch_size or final):
                 batch, ready[:] = ready[: self.batch_size], ready[self.batch_size :]
@@ -149,7 +149,7 @@ class FactorisedEncoderStream:
                 short_video,
                 f"video gives {seen} sampled frames but a window needs {spec.num_frames} ({spec.clip_duration:.2f}s)",
             )
-            yield _window(0, 0, spec), self.lm.logits(clip[None])[0]
+            yield make_window(0, 0, spec), self.lm.logits(clip[None])[0]
 
 
 def window_scorer(

@@ -29,21 +29,27 @@ class Mlp(nn.Module):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drop the residual branch per sample while training."""
+    """Stochastic depth (Huang et al. 2016): drop the residual branch per sample while training.
 
-    def __init__(self, p: float = 0.0) -> None:
+    ``scale_by_keep`` (timm's name and default) divides the kept branches by ``1 - p`` so that the expected
+    training output equals the evaluation output; scenic does not (``x * (1 - drop_pattern)``,
+    scenic/projects/vivit/model.py:246-247), so its branches are ``1 - p`` times weaker in training.
+    """
+
+    def __init__(self, p: float = 0.0, *, scale_by_keep: bool = True) -> None:
         super().__init__()
         self.p = p
+        self.scale_by_keep = scale_by_keep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
         mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
+        return x * mask / keep if self.scale_by_keep else x * mask
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + ("" if self.scale_by_keep else ", scale_by_keep=False")
 
 
 def drop_path_rates(rate: float, depth: int) -> list[float]:
@@ -58,11 +64,19 @@ class _GeluTanh(nn.GELU):
         super().__init__(approximate="tanh")
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "gelu_tanh": _GeluTanh}
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: OpenAI CLIP's activation, kept by UniFormerV2 (its ``uniformerv2_model.py:35-37``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "gelu_tanh": _GeluTanh, "quick_gelu": QuickGELU}
 
 
 def make_act_layer(name: str) -> type[nn.Module]:
-    """Activation by name: ``gelu`` (exact, ViT/TimeSformer) or ``gelu_tanh`` (ViViT / JAX default)."""
+    """Activation by name: ``gelu`` (exact, ViT/TimeSformer), ``gelu_tanh`` (the tanh approximation: flax's
+    ``nn.gelu`` default, ``approximate=True``, which scenic's ViViT uses) or ``quick_gelu`` (CLIP / UniFormerV2)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]

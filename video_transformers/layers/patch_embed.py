@@ -14,7 +14,11 @@ from torch import nn
 
 
 class PatchEmbed3d(nn.Module):
-    """``(B, C, T, H, W)`` video -> ``(B, t, h*w, D)`` tokens, ``t = T / tubelet``, ``h = H / patch``."""
+    """``(B, C, T, H, W)`` video -> ``(B, t, h*w, D)`` tokens, ``t = T / tubelet``, ``h = H / patch``.
+
+    ``strict_img_size=False`` (timm's name) accepts any ``T`` (a multiple of the tubelet) and any ``H, W``
+    of at least one patch; like the ``Conv2d`` of official TimeSformer, a remainder under one patch is dropped.
+    """
 
     def __init__(
         self,
@@ -26,6 +30,7 @@ class PatchEmbed3d(nn.Module):
         in_chans: int = 3,
         embed_dim: int = 768,
         bias: bool = True,
+        strict_img_size: bool = True,
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -36,13 +41,20 @@ class PatchEmbed3d(nn.Module):
         self.num_frames = num_frames
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
+        self.strict_img_size = strict_img_size
         self.grid_size = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid_size[1] * self.grid_size[2]
         k = (tubelet_size, patch_size, patch_size)
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=k, stride=k, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 5 or x.shape[2:] != (self.num_frames, self.img_size, self.img_size):
+        if not self.strict_img_size:
+            if x.ndim != 5 or x.shape[2] % self.tubelet_size or min(x.shape[3:]) < self.patch_size:
+                raise ValueError(
+                    f"expected video (B, C, T, H, W) with T a multiple of {self.tubelet_size} and H, W >= "
+                    f"{self.patch_size}; got {tuple(x.shape)}"
+                )
+        elif x.ndim != 5 or x.shape[2:] != (self.num_frames, self.img_size, self.img_size):
             raise ValueError(
                 f"expected video (B, C, {self.num_frames}, {self.img_size}, {self.img_size}); got {tuple(x.shape)}"
             )

@@ -9,6 +9,8 @@ Understanding", ICCV 2023, section 3 / Fig. 3), on the shared :class:`Attention`
   then cross-attention of one learnable query to all of them and an FFN (eqs. 6-8; the official
   ``Extractor``), with zero-initialised output projections.
 * :class:`StridedPatchEmbed3d` - the 3D-conv tokenizer, optionally down-sampling time (kernel 3, stride 2).
+* :class:`SharedDropPath` and :class:`CastLayerNorm` - stochastic depth and LayerNorm as the official code
+  computes them (``OpenGVLab/UniFormerV2 slowfast/models/uniformerv2_model.py``, cited below as ``official``).
 """
 
 from __future__ import annotations
@@ -19,15 +21,51 @@ from torch import nn
 
 from video_transformers.layers.attention import Attention
 from video_transformers.layers.block import Block
-from video_transformers.layers.mlp import DropPath, Mlp
+from video_transformers.layers.mlp import Mlp, QuickGELU
 from video_transformers.layers.tokens import split_prefix
 
 
-class QuickGELU(nn.Module):
-    """``x * sigmoid(1.702 x)``: the activation OpenAI's CLIP was trained with (and UniFormerV2 keeps)."""
+class SharedDropPath(nn.Module):
+    """Stochastic depth whose keep/drop draw varies along the axes ``dims`` only and is shared along the rest.
+
+    The official code applies timm's per-sample ``DropPath`` (mask shape ``(x.shape[0], 1, ...)``, drawn with
+    ``bernoulli_`` and scaled by ``1 / keep``) to tensors whose first axis is not the sample, so what it drops
+    depends on the layout (official lines 70, 106, 114, 119, 127 and 138, 180-181):
+
+    * CLIP blocks, ``(1 + h*w, B*t, D)``: one draw per token position, shared by every clip and frame;
+    * local MHRA, ``(B, D, t, h, w)``: one draw per clip;
+    * global blocks, the query ``(1, B, D)``: one draw for the whole batch.
+
+    ``dims`` names the axes of *our* tensor that carry the draws; the draws are made in the same number and
+    order as timm's, so under one RNG seed the masks equal the official ones.
+    """
+
+    def __init__(self, p: float = 0.0, *, dims: tuple[int, ...] = (0,)) -> None:
+        super().__init__()
+        self.p, self.dims = p, dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty([n if i in self.dims else 1 for i, n in enumerate(x.shape)]).bernoulli_(keep)
+        if keep > 0.0:
+            mask.div_(keep)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, dims={self.dims}"
+
+
+class CastLayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 and returned in the input's dtype (CLIP's; official lines 26-32).
+
+    Under autocast this keeps the CLIP blocks' residual stream in half precision, as the official model does,
+    where ``nn.LayerNorm`` would return float32 and promote the stream. In float32 it is ``nn.LayerNorm``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
 
 
 class StridedPatchEmbed3d(nn.Module):
@@ -62,10 +100,6 @@ class StridedPatchEmbed3d(nn.Module):
             padding=(temporal_kernel // 2, 0, 0),
             bias=False,
         )
-
-    def num_tokens_t(self, num_frames: int) -> int:
-        k, s = self.temporal_kernel, self.temporal_stride
-        return (num_frames + 2 * (k // 2) - k) // s + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, size, s = self.in_chans, self.img_size, self.temporal_stride
@@ -105,11 +139,32 @@ class LocalMHRA(nn.Module):
         return rearrange(x, "b d t h w -> (b t) (h w) d")
 
 
-class LocalUniBlock(Block):
-    """A CLIP ViT block (:class:`Block`, timm names) with LT-MHRA residuals on the patch tokens.
+class ImageBlock(Block):
+    """The CLIP ViT block (:class:`Block`, timm names) with the video-block call signature.
+
+    The official ``ResidualAttentionBlock`` without local MHRA (K400 recipes, ``NO_LMHRA: True``): CLIP's
+    LayerNorm (:class:`CastLayerNorm`, official lines 84 and 90) and one drop-path draw per token position,
+    shared by every clip and frame (official line 70 on ``(1 + h*w, B*t, D)`` tensors, lines 114 and 127).
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, drop_path: float = 0.0, norm_eps: float = 1e-5, **kwargs) -> None:
+        super().__init__(dim, num_heads, drop_path=drop_path, norm_eps=norm_eps, **kwargs)
+        self.norm1 = CastLayerNorm(dim, eps=norm_eps)
+        self.norm2 = CastLayerNorm(dim, eps=norm_eps)
+        self.drop_path1 = SharedDropPath(drop_path, dims=(1,))  # tokens ((B t), n, D): draws along n
+        self.drop_path2 = SharedDropPath(drop_path, dims=(1,))
+
+    def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
+        return super().forward(x)
+
+
+class LocalUniBlock(ImageBlock):
+    """:class:`ImageBlock` with LT-MHRA residuals on the patch tokens (the official ``ResidualAttentionBlock``).
 
     ``x_p += LMHRA1(x_p)`` before the MHSA and, with ``double=True``, ``x_p += LMHRA2(x_p)`` before the
-    FFN (UniFormerV2 eqs. 2-3, Fig. 3 "Local UniBlock"); the CLS token (first token) bypasses them.
+    FFN (UniFormerV2 eqs. 2-3, Fig. 3 "Local UniBlock"; official lines 99-121); the CLS token (first token)
+    bypasses them. The LT-MHRA branches share the block's drop-path rate with one draw per clip (official
+    lines 106 and 119 on ``(B, D, t, h, w)`` tensors).
     """
 
     def __init__(
@@ -126,12 +181,14 @@ class LocalUniBlock(Block):
         super().__init__(dim, num_heads, drop_path=drop_path, **block_kwargs)
         self.lmhra1 = LocalMHRA(dim, reduction=reduction, kernel_size=kernel_size)
         self.lmhra2 = LocalMHRA(dim, reduction=reduction, kernel_size=kernel_size) if double else None
+        self.drop_path_local = SharedDropPath(drop_path, dims=(0,))  # applied to (B, t, n, D): draws along B
 
     def local(self, x: torch.Tensor, lmhra: LocalMHRA, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
         """``x_p + drop_path(lmhra(x_p))`` on the patch tokens of ``((B t), 1 + h*w, D)``; CLS unchanged."""
         cls, patches = split_prefix(x, 1)
-        patches = patches + self.drop_path1(lmhra(patches, num_frames, grid_size))
-        return torch.cat([cls, patches], dim=1)
+        branch = rearrange(lmhra(patches, num_frames, grid_size), "(b t) n d -> b t n d", t=num_frames)
+        branch = rearrange(self.drop_path_local(branch), "b t n d -> (b t) n d")
+        return torch.cat([cls, patches + branch], dim=1)
 
     def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
         x = self.local(x, self.lmhra1, num_frames, grid_size)
@@ -141,21 +198,15 @@ class LocalUniBlock(Block):
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
-class ImageBlock(Block):
-    """The unmodified CLIP ViT block with the video-block call signature (K400 recipes: no local MHRA)."""
-
-    def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
-        return super().forward(x)
-
-
 class GlobalUniBlock(nn.Module):
     """Global UniBlock (UniFormerV2 eqs. 5-8): DPE, then one query cross-attends to a stage's tokens.
 
     ``tokens`` is ``((B t), 1 + h*w, D)`` (per-frame CLS first). The depthwise 3x3x3 DPE is added to a copy
     of the patch tokens; keys/values are all ``t * (1 + h*w)`` tokens of the clip; the query ``(B, 1, D)``
     is updated by ``q + attn(norm1(q), norm_ctx(kv))`` then ``q + mlp(norm2(q))`` (the official ``Extractor``:
-    ``ln_1``, ``ln_3``, ``ln_2``). The attention and FFN output projections are zero-initialised, so at
-    init the block returns its query unchanged.
+    ``ln_1``, ``ln_3``, ``ln_2``: plain ``nn.LayerNorm``, official lines 141, 149-150). The attention and FFN
+    output projections are zero-initialised, so at init the block returns its query unchanged. Drop path
+    makes one draw for the whole batch (official lines 138, 180-181 on the ``(1, B, D)`` query).
     """
 
     def __init__(
@@ -175,16 +226,20 @@ class GlobalUniBlock(nn.Module):
         self.norm_ctx = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer)
+        self.mlp = Mlp(dim, round(mlp_ratio * dim), act_layer=act_layer)  # official line 142: round
         self.mlp.drop1.p = mlp_drop  # official Extractor: dropout only between the activation and c_proj
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = SharedDropPath(drop_path, dims=())
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The official Extractor's initialisation: xavier q/k/v and fc1, zero output projections."""
+        """The official Extractor's initialisation (lines 153-159): xavier q/k/v (zero biases, as
+        ``nn.MultiheadAttention``) and fc1 (its bias keeps ``nn.Linear``'s default), zero output projections; the
+        DPE keeps ``nn.Conv3d``'s default weight with a zero bias (line 225)."""
+        self.dpe.reset_parameters()
         nn.init.zeros_(self.dpe.bias)
         nn.init.xavier_uniform_(self.attn.qkv.weight)
         nn.init.zeros_(self.attn.qkv.bias)
+        self.mlp.fc1.reset_parameters()
         nn.init.xavier_uniform_(self.mlp.fc1.weight)
         # zero-init: the query leaves the block unchanged at step 0
         for layer in (self.attn.proj, self.mlp.fc2):
@@ -208,4 +263,12 @@ class GlobalUniBlock(nn.Module):
         return query + self.drop_path(self.mlp(self.norm2(query)))
 
 
-__all__ = ["GlobalUniBlock", "ImageBlock", "LocalMHRA", "LocalUniBlock", "QuickGELU", "StridedPatchEmbed3d"]
+__all__ = [
+    "CastLayerNorm",
+    "GlobalUniBlock",
+    "ImageBlock",
+    "LocalMHRA",
+    "LocalUniBlock",
+    "SharedDropPath",
+    "StridedPatchEmbed3d",
+]

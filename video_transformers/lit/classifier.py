@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -19,7 +20,13 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
-from video_transformers.lit.multiview import ViewCollector, aggregate_views, parse_rule
+from video_transformers.lit.multiview import (
+    ViewCollector,
+    aggregate_views,
+    evaluated_videos,
+    parse_rule,
+    write_predictions,
+)
 from video_transformers.lit.schedule import Schedule, WarmupCosine
 from video_transformers.models import create_model
 from video_transformers.pretrained.common import PretrainedError
@@ -152,6 +159,7 @@ class VideoClassifier(L.LightningModule):
         self.collector = ViewCollector()
         # Last per-video (scores, labels) per stage, for callbacks (confusion matrix, per-class accuracy).
         self.last_aggregated: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.last_video_ids: dict[str, torch.Tensor] = {}  # the dataset's video index of each row
 
     def _init_from_image(self, source: str, on_error: str) -> None:
         try:
@@ -241,6 +249,13 @@ class VideoClassifier(L.LightningModule):
                 f"test: {videos} videos x {views} views, {self.hparams.aggregate} -> "
                 f"video-level top-1 {100 * acc1:.2f}%, top-{self.top_k} {100 * acck:.2f}%"
             )
+            # trainer.log_dir broadcasts under DDP, so every rank asks; rank zero writes (all hold the same scores)
+            out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "test_predictions.csv"
+            if self.trainer.is_global_zero:
+                ids, (scores, labels) = self.last_video_ids["test"], self.last_aggregated["test"]
+                names = getattr(self.model, "class_names", None) or [str(i) for i in range(scores.shape[1])]
+                write_predictions(out, evaluated_videos(self.trainer, ids), scores, labels, names, self.top_k)
+                rank_zero_info(f"test: per-video scores in {out}")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"logits": self(batch["video"]), "video_index": batch["video_index"], "view_index": batch["view_index"]}
@@ -263,10 +278,11 @@ class VideoClassifier(L.LightningModule):
         local = self.collector.cat()
         self.collector.reset()
         views = {k: self._gather(v) for k, v in local.items()}
-        _, scores, labels, counts = aggregate_views(
+        ids, scores, labels, counts = aggregate_views(
             views["logits"], views["video_index"], views["view_index"], views["labels"], self.hparams.aggregate
         )
         self.last_aggregated[stage] = (scores.detach().cpu(), labels.detach().cpu())
+        self.last_video_ids[stage] = ids.detach().cpu()
         acc1 = self.metrics[f"{stage}_acc1"](scores, labels)
         acck = self.metrics[f"{stage}_acc{self.top_k}"](scores, labels)
         self.metrics[f"{stage}_acc1"].reset()

@@ -2,13 +2,19 @@
 
 Views are keyed by ``(video_index, view_index)``: views of one video may arrive in different batches or
 on different ranks, and a distributed sampler may pad a rank with repeated views; each view is counted
-once before its video's scores are combined.
+once before its video's scores are combined. ``vt test`` writes the per-video scores with
+:func:`write_predictions` (``test_predictions.csv``), and ``vt predict`` aggregates its views with the same
+:func:`aggregate_views`.
 """
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
+import lightning as L
 import torch
 
 Score = Literal["logits", "softmax"]
@@ -86,3 +92,33 @@ class ViewCollector:
             "view_index": torch.cat(self.view_index),
             "labels": torch.cat(self.labels),
         }
+
+
+def write_predictions(
+    path: Path,
+    videos: Sequence[str],
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    topk: int = 5,
+) -> Path:
+    """``path`` as CSV, one row per video: ``path, label, predicted, top1, top1_score, ..., top<k>_score``
+    (``label`` empty when unknown, i.e. negative). ``vt predict`` on the same files gives the same scores."""
+    k = min(topk, scores.shape[1])
+    values, idx = scores.float().topk(k, dim=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "predicted"] + [c for r in range(1, k + 1) for c in (f"top{r}", f"top{r}_score")])
+        for video, label, vals, cls in zip(videos, labels.tolist(), values.tolist(), idx.tolist(), strict=True):
+            top = [x for v, c in zip(vals, cls, strict=True) for x in (class_names[c], f"{v:.8f}")]
+            w.writerow([video, class_names[label] if label >= 0 else "", class_names[cls[0]], *top])
+    return path
+
+
+def evaluated_videos(trainer: L.Trainer, ids: torch.Tensor) -> list[str]:
+    """The file of each video index of the test loader's dataset (its ``source.records``), else the index."""
+    loaders = trainer.test_dataloaders
+    loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+    records = getattr(getattr(getattr(loader, "dataset", None), "source", None), "records", None)
+    return [str(records[i].path) if records is not None else str(i) for i in ids.tolist()]

@@ -18,14 +18,20 @@ a CLS token, a learned spatial position embedding ``pos_embed`` (1, 1+N, D) and 
 Tokens are ordered ``(t h w)`` here; the official code orders them ``(h w t)``. Every operation is either
 per-token or attention inside groups that both orders agree on, so outputs are identical (the checkpoint
 converter in :mod:`video_transformers.pretrained.timesformer` only renames keys).
+
+Like the official forward (vit.py:255-287), a model runs at any frame count and any frame size: when the
+input's grid differs from the embeddings', ``time_embed`` and ``pos_embed`` are resampled by nearest
+interpolation (:func:`resample_time_embed_nearest`, :func:`resample_pos_embed_nearest`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -49,6 +55,31 @@ Grid = tuple[int, int, int]  # (t, h, w) tokens per axis
 # Official TimeSformer checkpoints were trained on pixels normalised with these (slowfast's defaults).
 TIMESFORMER_MEAN = (0.45, 0.45, 0.45)
 TIMESFORMER_STD = (0.225, 0.225, 0.225)
+
+
+def resample_pos_embed_nearest(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``(1, 1+n, D)`` -> ``(1, 1+h*w, D)`` for a ``grid = (h, w)`` of patches, as the official forward
+    (vit.py:255-267): the ``n`` patch positions as a square map, resized by nearest interpolation
+    (``F.interpolate(mode="nearest")``), the CLS position kept. Like vit.py:256 it compares token counts
+    only, so a grid with as many patches as the embedding's (e.g. 2x8 for 4x4) gets it unchanged."""
+    n = pos_embed.shape[1] - 1
+    if n == grid[0] * grid[1]:
+        return pos_embed
+    side = math.isqrt(n)  # vit.py:260: P = int(n ** 0.5)
+    if side * side != n:
+        raise ValueError(f"pos_embed: {n} patch positions is not a square grid")
+    cls, patches = split_prefix(pos_embed, 1)
+    patches = F.interpolate(rearrange(patches, "b (h w) d -> b d h w", h=side, w=side), size=grid, mode="nearest")
+    return torch.cat([cls, rearrange(patches, "b d h w -> b (h w) d")], dim=1)
+
+
+def resample_time_embed_nearest(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``(1, T, D)`` -> ``(1, num_frames, D)`` by nearest interpolation over time, as the official forward
+    (vit.py:279-283) and its checkpoint loader (utils/checkpoint.py:360-365)."""
+    if time_embed.shape[1] == num_frames:
+        return time_embed
+    y = F.interpolate(rearrange(time_embed, "b t d -> b d t"), size=num_frames, mode="nearest")
+    return rearrange(y, "b d t -> b t d")
 
 
 def _flip(pattern: str) -> str:
@@ -240,6 +271,8 @@ class LocalGlobalBlock(_FactorisedBlock):
         return self._last(cls, x, fold, t=t // 2, st=2, h=h // 2, sh=2, w=w // 2, sw=2)
 
     def forward(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        if any(n % 2 for n in grid):
+            raise ValueError(f"local_global attention needs an even token grid (t, h, w); got {grid}")
         cls, x = split_prefix(x, 1)
         return self.glob(cls, self.local(x, grid), grid)
 
@@ -267,6 +300,9 @@ class TimeSformer(VideoTransformer):
 
     ``attention_type`` is one of :data:`SCHEMES` (official names for S, ST and T+S). Defaults are the
     paper's TimeSformer: ViT-B/16, 8 frames at 224 px, divided space-time, drop path 0.1.
+
+    ``num_frames`` / ``img_size`` size ``time_embed`` / ``pos_embed`` and are the nominal input (data
+    pipelines, FLOP counts); ``forward`` takes any frame count and frame size, as the official model does.
 
     ``embed_init_std``: ``None`` is the official initialisation (``pos_embed`` / ``cls_token`` truncated
     normal with std 0.02, ``time_embed`` zeros), made for starting from an image ViT. A float draws
@@ -307,7 +343,12 @@ class TimeSformer(VideoTransformer):
         self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
         self.mean, self.std = TIMESFORMER_MEAN, TIMESFORMER_STD
         self.patch_embed = PatchEmbed3d(
-            img_size=img_size, num_frames=num_frames, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim
+            img_size=img_size,
+            num_frames=num_frames,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            strict_img_size=False,  # any T and size, as the official forward (vit.py:169-175, 255-287)
         )
         t, h, w = self.patch_embed.grid_size
         if scheme.block is LocalGlobalBlock and (t % 2 or h % 2 or w % 2):
@@ -321,7 +362,7 @@ class TimeSformer(VideoTransformer):
         # Token layouts, chosen here so forward never branches on the scheme.
         self._fold = "b t n d -> (b t) n d" if scheme.frames_as_images else "b t n d -> b (t n) d"
         self._merge = "(b t) n d -> b n d" if scheme.frames_as_images else "b n d -> b n d"
-        self._grid: Grid = (1, h, w) if scheme.frames_as_images else (t, h, w)
+        self._frames_as_images = scheme.frames_as_images
         self.blocks = nn.ModuleList(
             scheme.block(
                 embed_dim,
@@ -350,25 +391,30 @@ class TimeSformer(VideoTransformer):
             if isinstance(blk, _FactorisedBlock):
                 blk.zero_init_steps()  # zero-init: new temporal/local/width branches start as identity
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Grid]:
         """Patches + ``pos_embed`` (+ ``time_embed`` on patches only), CLS prepended, in the blocks' layout:
-        ``(B, 1+T*N, D)``, or ``(B*T, 1+N, D)`` for space-only."""
+        ``(B, 1+T*N, D)``, or ``(B*T, 1+N, D)`` for space-only; and the blocks' grid ``(t, h, w)`` (``t = 1``
+        for space-only). Embeddings of another grid are resampled by nearest (vit.py:255-287)."""
+        t, h, w = x.shape[2], x.shape[3] // self.patch_embed.patch_size, x.shape[4] // self.patch_embed.patch_size
         x = self.patch_embed(x)  # b t n d
-        x = self.pos_drop(x + self.pos_embed[:, None, 1:])
+        pos_embed = resample_pos_embed_nearest(self.pos_embed, (h, w))
+        x = self.pos_drop(x + pos_embed[:, None, 1:])
         if self.time_embed is not None:
-            x = self.time_drop(x + rearrange(self.time_embed, "1 t d -> 1 t 1 d"))
+            time_embed = resample_time_embed_nearest(self.time_embed, t)
+            x = self.time_drop(x + rearrange(time_embed, "1 t d -> 1 t 1 d"))
         x = rearrange(x, self._fold)
-        return prepend(self.pos_drop(self.cls_token + self.pos_embed[:, :1]), x)
+        x = prepend(self.pos_drop(self.cls_token + pos_embed[:, :1]), x)
+        return x, ((1 if self._frames_as_images else t), h, w)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens after the last block, in the blocks' layout (per frame for space-only), before the frame
         averaging and the final LayerNorm."""
-        x = self.embed(x)
+        x, grid = self.embed(x)
         for blk in self.blocks:
             if self.grad_checkpointing and self.training:
-                x = checkpoint(blk, x, self._grid, use_reentrant=False)
+                x = checkpoint(blk, x, grid, use_reentrant=False)
             else:
-                x = blk(x, self._grid)
+                x = blk(x, grid)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,27 +2,40 @@
 ICCV 2023; arXiv 2211.09552), on a CLIP ViT (B/16, L/14, L/14@336).
 
 Pipeline (section 3, Fig. 3), with the official code (OpenGVLab/UniFormerV2,
-``slowfast/models/uniformerv2_model.py``) as the reference for every detail the paper leaves open:
+``slowfast/models/uniformerv2_model.py``, cited as ``official``) as the reference for every detail the paper
+leaves open:
 
 1. 3D-conv tokenizer (no bias), optionally down-sampling time (kernel 3, stride 2); a CLS token per frame,
-   the image ViT's 2D position embedding and ``ln_pre`` (``norm_pre``).
-2. ``depth`` CLIP blocks (QuickGELU, LayerNorm eps 1e-5) run on each frame's tokens; with ``local_mhra``
-   they are local UniBlocks (LT-MHRA before the MHSA, and before the FFN for ``"double"``, eqs. 2-4).
+   the image ViT's 2D position embedding and ``ln_pre`` (``norm_pre``), embeddings cast to the input's dtype
+   (official lines 319-326).
+2. ``depth`` CLIP blocks (QuickGELU, CLIP's LayerNorm, eps 1e-5) run on each frame's tokens; with
+   ``local_mhra`` they are local UniBlocks (LT-MHRA before the MHSA, and before the FFN for ``"double"``,
+   eqs. 2-4).
 3. After each block in ``global_layers`` a global UniBlock (DPE + one-query cross-attention + FFN,
    eqs. 5-8) updates a single learnable query, passed sequentially from stage to stage (multi-stage fusion,
    "sequential" in section 3.2 / Table 9).
 4. Output: ``fc_norm((1 - sigmoid(balance)) * query + sigmoid(balance) * mean_t CLS_t)`` -> dropout -> linear
    (the official ``proj = [LayerNorm, Dropout, Linear]``; ``balance`` starts at 0, so the mix is 1/2-1/2).
+   ``frozen=True`` is the official ``FROZEN`` variant: ``fc_norm(query)`` alone, no ``balance`` (official
+   lines 239-241, 269-270), and the CLIP backbone does not train (``slowfast/models/uniformerv2.py:88-103``).
 
 Initial output (zero-initialised query, global output projections and LT-MHRA up-projections, as in the
 official code): the query stays at 0 through every global block and the local branches are identity, so
 pre-logits = ``fc_norm(0.5 * mean_t CLS_t)``, with ``CLS_t`` the image ViT's last-block CLS token of frame
 ``t`` (before CLIP's ``ln_post``, which UniFormerV2 does not use).
 
-Recipes: Kinetics runs without local MHRA and without temporal down-sampling (official and mmaction2 K400
-configs: ``no_lmhra=True, temporal_downsample=False, return_list`` = the last 4 layers); Something-Something
-adds ``local_mhra="double"`` and ``temporal_downsample=True`` (README: "for temporal-related datasets we adopt
-all the designs").
+Recipes (official ``exp/*/config.yaml``, ``UNIFORMERV2`` section):
+
+* Kinetics / MiT (``exp/k400/k400_b16_f8x224``, ...): no local MHRA, no temporal down-sampling, global
+  UniBlocks on the last 4 layers (``RETURN_LIST`` [8..11] for B/16, [20..23] for L/14), no drop path; the
+  defaults here. The released L/14@336 "frozen" models add ``frozen=True``.
+* Something-Something V1/V2 (``exp/sthv2/ssv2_b16_f16x224``, ``ssv2_l14_f32x224``, ...):
+  ``local_mhra="double"``, ``temporal_downsample=True`` (16 or 32 input frames, 8 or 16 tokens in time),
+  global UniBlocks on the last 8 layers of B/16 (``RETURN_LIST`` [4..11]) and the last 16 of L/14
+  ([8..23]), ``drop_path_rate=0.2``, ``global_drop_path_rate=0.4``.
+
+Stochastic depth follows the official code's masks, not timm's per-sample ones: see
+:class:`~video_transformers.layers.uniblocks.SharedDropPath`.
 
 Parameter names follow timm's ViT (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``norm_pre``,
 ``blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}``) so CLIP weights from timm load by name;
@@ -40,13 +53,12 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from video_transformers.layers import drop_path_rates, prepend
-from video_transformers.layers.mlp import ACTIVATIONS
+from video_transformers.layers import make_act_layer, prepend
 from video_transformers.layers.uniblocks import (
+    CastLayerNorm,
     GlobalUniBlock,
     ImageBlock,
     LocalUniBlock,
-    QuickGELU,
     StridedPatchEmbed3d,
 )
 from video_transformers.models.base import VideoTransformer, init_weights
@@ -58,6 +70,25 @@ UNIFORMERV2_MEAN = (0.45, 0.45, 0.45)  # released UniFormerV2 checkpoints: 114.7
 UNIFORMERV2_STD = (0.225, 0.225, 0.225)  # 57.375 / 255
 
 LocalMode = Literal["none", "single", "double"]
+# the parts the official FROZEN recipe freezes (slowfast/models/uniformerv2.py:89-92: conv1, class_embedding,
+# positional_embedding, ln_pre, transformer.resblocks)
+BACKBONE_PARTS = ("patch_embed", "cls_token", "pos_embed", "norm_pre", "blocks")
+
+
+def official_drop_path_rates(rate: float, n: int) -> list[float]:
+    """Rates rising linearly from 0 to ``rate`` over ``n`` blocks, as the official code computes them (float32
+    ``torch.linspace``, official lines 200 and 226), so keep probabilities match it bit for bit."""
+    return torch.linspace(0, rate, n, device="cpu").tolist()  # cpu: also under a meta-device context
+
+
+def resolve_global_layers(global_layers: list[int] | None, depth: int) -> list[int]:
+    """The blocks followed by a global UniBlock: increasing indices below ``depth``; ``None`` = the last 4."""
+    layers = list(range(max(0, depth - 4), depth)) if global_layers is None else list(global_layers)
+    if not layers or sorted(set(layers)) != layers or not 0 <= layers[0]:
+        raise ValueError(f"global_layers {layers}: expected increasing block indices")
+    if layers[-1] >= depth:
+        raise ValueError(f"global_layers {layers}: the backbone has only {depth} blocks")
+    return layers
 
 
 class UniFormerV2(VideoTransformer):
@@ -69,11 +100,14 @@ class UniFormerV2(VideoTransformer):
             before the FFN; the official default when local MHRA is on).
         local_reduction: LT-MHRA width ``int(D // local_reduction)`` (official ``dw_reduction`` 1.5).
         global_layers: indices of the blocks followed by a global UniBlock (official ``return_list``);
-            ``None`` = the last ``min(4, depth)`` blocks, as every released model.
+            ``None`` = the last ``min(4, depth)`` blocks, as in the Kinetics recipes (SSv2 uses the last 8 of
+            B/16's 12 and the last 16 of L/14's 24: module docstring).
         global_mlp_drop: dropout inside the global blocks' FFN (official ``mlp_dropout``, 0.5).
         drop_path_rate / global_drop_path_rate: stochastic depth of the backbone / the global blocks
             (official ``backbone_drop_path_rate`` / ``drop_path_rate``), rising linearly.
         head_drop_rate: dropout before the classifier (official ``cls_dropout``, 0.5).
+        frozen: the official ``FROZEN`` variant: output ``fc_norm(query)`` without ``balance``, and the CLIP
+            backbone (:data:`BACKBONE_PARTS`) gets ``requires_grad=False``.
     """
 
     def __init__(
@@ -99,78 +133,76 @@ class UniFormerV2(VideoTransformer):
         global_drop_path_rate: float = 0.0,
         head_drop_rate: float = 0.5,
         act: str = "quick_gelu",
+        frozen: bool = False,
     ) -> None:
         super().__init__()
-        acts = {"quick_gelu": QuickGELU, **ACTIVATIONS}
-        if act not in acts:
-            raise ValueError(f"unknown activation {act!r}; expected one of {sorted(acts)}")
         if local_mhra not in ("none", "single", "double"):
             raise ValueError(f"local_mhra {local_mhra!r}: expected 'none', 'single' or 'double'")
-        global_layers = list(range(max(0, depth - 4), depth)) if global_layers is None else list(global_layers)
-        if not global_layers or sorted(set(global_layers)) != global_layers or not 0 <= global_layers[0]:
-            raise ValueError(f"global_layers {global_layers}: expected increasing block indices")
-        if global_layers[-1] >= depth:
-            raise ValueError(f"global_layers {global_layers}: the backbone has only {depth} blocks")
+        global_layers = resolve_global_layers(global_layers, depth)
+        if num_frames % (2 if temporal_downsample else 1):
+            raise ValueError(f"num_frames {num_frames} must be even with temporal_downsample")
         self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
         self.mean, self.std = CLIP_MEAN, CLIP_STD
         self.temporal_downsample, self.local_mhra, self.global_layers = temporal_downsample, local_mhra, global_layers
+        self.frozen = frozen
         local_text = {"none": "no local MHRA", "single": "local MHRA", "double": "double local MHRA"}[local_mhra]
         self.attention_pattern = (
             f"spatial MHSA per frame ({local_text}); global query cross-attends all tokens after blocks {global_layers}"
         )
-        stride = 2 if temporal_downsample else 1
-        if num_frames % stride:
-            raise ValueError(f"num_frames {num_frames} must be even with temporal_downsample")
         self.patch_embed = StridedPatchEmbed3d(
             img_size=img_size,
             patch_size=patch_size,
             temporal_kernel=3 if temporal_downsample else 1,
-            temporal_stride=stride,
+            temporal_stride=2 if temporal_downsample else 1,
             in_chans=in_chans,
             embed_dim=embed_dim,
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
-        self.norm_pre = nn.LayerNorm(embed_dim, eps=1e-5)
-
-        act_layer = acts[act]
-        block = dict(mlp_ratio=mlp_ratio, act_layer=act_layer, norm_eps=1e-5)
-        if local_mhra != "none":
-            local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
-            self.blocks = nn.ModuleList(
-                LocalUniBlock(embed_dim, num_heads, drop_path=p, **local, **block)
-                for p in drop_path_rates(drop_path_rate, depth)
-            )
-        else:
-            self.blocks = nn.ModuleList(
-                ImageBlock(embed_dim, num_heads, drop_path=p, **block) for p in drop_path_rates(drop_path_rate, depth)
-            )
-
-        self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))  # the global query, zero at init
-        self.global_blocks = nn.ModuleList(
-            GlobalUniBlock(
-                embed_dim,
-                num_heads,
-                mlp_ratio=global_mlp_ratio,
-                mlp_drop=global_mlp_drop,
-                drop_path=p,
-                act_layer=act_layer,
-            )
-            for p in drop_path_rates(global_drop_path_rate, len(global_layers))
+        self.norm_pre = CastLayerNorm(embed_dim, eps=1e-5)
+        act_layer = make_act_layer(act)
+        local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
+        block_cls, block_kw = (ImageBlock, {}) if local_mhra == "none" else (LocalUniBlock, local)
+        self.blocks = nn.ModuleList(
+            block_cls(embed_dim, num_heads, drop_path=p, mlp_ratio=mlp_ratio, act_layer=act_layer, **block_kw)
+            for p in official_drop_path_rates(drop_path_rate, depth)
         )
-        # block index -> global block index, resolved once
-        self._global_at = {layer: j for j, layer in enumerate(global_layers)}
-        self.balance = nn.Parameter(torch.zeros(embed_dim))  # sigmoid(0) = 1/2: query and CLS mean weigh equally
+        self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))  # the global query, zero at init
+        global_kw = dict(mlp_ratio=global_mlp_ratio, mlp_drop=global_mlp_drop, act_layer=act_layer)
+        self.global_blocks = nn.ModuleList(
+            GlobalUniBlock(embed_dim, num_heads, drop_path=p, **global_kw)
+            for p in official_drop_path_rates(global_drop_path_rate, len(global_layers))
+        )
+        self._global_at = {layer: j for j, layer in enumerate(global_layers)}  # block index -> global block index
+        # sigmoid(0) = 1/2: query and CLS mean weigh equally; the frozen variant has no mix (official line 239)
+        self.balance = None if frozen else nn.Parameter(torch.zeros(embed_dim))
         self.fc_norm = nn.LayerNorm(embed_dim)
         self._init_head(num_classes, head_drop_rate)
         self.grad_checkpointing = False
+        self._init_weights()
+        if frozen:
+            self.freeze_backbone()
 
+    def _init_weights(self) -> None:
         init_weights(self)
         for g in self.global_blocks:
             g.reset_parameters()  # init_weights above re-drew their zero-initialised projections
-        scale = embed_dim**-0.5  # CLIP's initialisation of class_embedding / positional_embedding
+        scale = self.embed_dim**-0.5  # CLIP's initialisation of class_embedding / positional_embedding
         nn.init.normal_(self.cls_token, std=scale)
         nn.init.normal_(self.pos_embed, std=scale)
+        if self.num_classes > 0:
+            self.head.reset_parameters()  # official proj.2 keeps nn.Linear's default init (line 237)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        if num_classes > 0:
+            self.head.reset_parameters()
+
+    def freeze_backbone(self) -> None:
+        """``requires_grad=False`` on the CLIP backbone (:data:`BACKBONE_PARTS`), as the official FROZEN recipe."""
+        for name, p in self.named_parameters():
+            if name.split(".")[0] in BACKBONE_PARTS:
+                p.requires_grad_(False)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, 1 + t, D)``: the global query, then each frame's CLS token."""
@@ -178,7 +210,7 @@ class UniFormerV2(VideoTransformer):
         b, t = x.shape[:2]
         grid = self.patch_embed.grid_size
         x = rearrange(x, "b t n d -> (b t) n d")
-        x = self.norm_pre(prepend(self.cls_token, x) + self.pos_embed)
+        x = self.norm_pre(prepend(self.cls_token.to(x.dtype), x) + self.pos_embed.to(x.dtype))
         query = self.temporal_cls_token.expand(b, -1, -1)
         for i, blk in enumerate(self.blocks):
             if self.grad_checkpointing and self.training:
@@ -192,12 +224,19 @@ class UniFormerV2(VideoTransformer):
         return torch.cat([query, cls], dim=1)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """Mix the query with the mean of the frames' CLS tokens through ``sigmoid(balance)``, then LayerNorm."""
+        """Mix the query with the mean of the frames' CLS tokens through ``sigmoid(balance)``, then LayerNorm
+        (frozen variant: the query alone)."""
+        query = x[:, 0]
+        if self.balance is None:
+            return self.fc_norm(query)
         w = torch.sigmoid(self.balance)
-        return self.fc_norm((1 - w) * x[:, 0] + w * x[:, 1:].mean(dim=1))
+        return self.fc_norm((1 - w) * query + w * x[:, 1:].mean(dim=1))
 
     def no_weight_decay(self) -> set[str]:
-        return super().no_weight_decay() | {"balance"}
+        """What the official optimizer exempts beyond 1-D parameters: nothing (``slowfast/models/optimizer.py:
+        37-48`` with ``ZERO_WD_1D_PARAM``); our ``(1, 1, D)`` ``cls_token`` is its 1-D ``class_embedding``. The
+        position embedding and the query (``temporal_cls_token``) are decayed there, so here too."""
+        return {"cls_token"} | ({"balance"} if self.balance is not None else set())
 
 
 # -- registered variants --------------------------------------------------------------------------------

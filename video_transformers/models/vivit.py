@@ -13,8 +13,30 @@ tubelet embedding (eq. 8, ``t x p x p`` kernels); tokens are ordered ``(t h w)``
   MLP. No CLS token: the paper drops it "to avoid ambiguities when reshaping the input tokens between
   spatial and temporal dimensions"; the encoder output is globally average-pooled.
 * Model 4, factorised dot-product attention (:class:`ViViTFactorisedDotProduct`, Fig. 6, eq. 7): in every
-  block half of the heads attend over space and half over time; their outputs are concatenated before the
+  block half of the heads attend over time and half over space; their outputs are concatenated before the
   output projection. Average pooling, as for Model 3.
+
+The reference implementation is scenic (``scenic/projects/vivit/model.py``, ``model_utils.py``); where the
+paper leaves a choice open these models do what scenic does, and say where they differ:
+
+* activation: flax's ``nn.gelu``, the tanh approximation (``act="gelu_tanh"``, model.py:255, 335);
+* Model 4's heads: the first half attend over time, the second over space (model_utils.py:120-166);
+* Model 3's order: the paper's spatial-then-temporal (eqs. 4-5) by default; scenic's ``attention_order``
+  ``"time_space"`` is ``order="temporal_first"`` (model.py:302-307);
+* CLS tokens start at zero (model.py:521, 599);
+* not followed by default: scenic zero-initialises the classifier (model.py:556-559, 658-661); that is
+  ``head_init="zeros"``. The default is timm's truncated normal (``"trunc_normal"``) because scenic always
+  starts from image weights, while this suite also trains from scratch: measured on the tiny Model 2 of
+  ``tests/test_explain.py`` (400 AdamW steps from scratch), a zero classifier with zero CLS tokens stays at
+  chance (loss 2.49 = ln 12), the truncated-normal one reaches 1.13;
+* stochastic depth is not rescaled by ``1 / keep`` (``drop_path_scale_by_keep=False``, model.py:246-247);
+  ``True`` is timm's. Scenic's Model 3 block never applies it (``droplayer_p`` is unused, model.py:264-340);
+  here Model 3 applies ``drop_path_rate`` to its three residual branches, so the default rate 0 matches scenic;
+* scenic's ``classifier="gap"`` for Models 1 and 2 is ``global_pool="avg"`` (no CLS tokens, mean of the
+  tokens, model.py:541-545, 616-620);
+* not followed: scenic initialises fresh kernels with Xavier / LeCun normal and MLP biases with N(0, 1e-6);
+  here every fresh linear is truncated normal (std 0.02) with zero bias, as in timm. Scenic's recipes start
+  from image weights (model_utils.py:296), which replace all of them except the classifier.
 
 Reference figures (``paper=`` in the registry) are from Table 2 of the paper (ViViT-B, Kinetics 400,
 tubelet 16x16x2, 32 frames at 224px, one view): GFLOPs 455.2 / 284.4 / 372.3 / 277.1 and parameters
@@ -23,19 +45,19 @@ tubelet 16x16x2, 32 frames at 224px, one view): GFLOPs 455.2 / 284.4 / 372.3 / 2
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+import inspect
+from functools import partial
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from video_transformers.layers import (
     Attention,
     Block,
-    DropPath,
-    Encoder,
-    Mlp,
+    BlockStack,
     PatchEmbed3d,
     drop_path_rates,
     make_act_layer,
@@ -47,49 +69,34 @@ from video_transformers.models.registry import register_model
 VIVIT_MEAN = (0.5, 0.5, 0.5)  # ViViT's released models take pixels in [-1, 1]
 VIVIT_STD = (0.5, 0.5, 0.5)
 TABLE2 = "Arnab et al. 2021, Table 2 (ViViT-B, K400, tubelet 16x16x2, 32x224, one view)"
+Order = Literal["spatial_first", "temporal_first"]
+GlobalPool = Literal["token", "avg"]
+HeadInit = Literal["zeros", "trunc_normal"]
 
 
 # -- blocks -------------------------------------------------------------------------------------------
-class FactorisedSelfAttentionBlock(nn.Module):
+class FactorisedSelfAttentionBlock(Block):
     """Model 3's block (eqs. 4-6): spatial MHSA within each temporal index, temporal MHSA at each spatial
     position (order configurable), then the MLP; each with its own pre-norm, residual and stochastic depth.
 
     The spatial branch keeps timm's names (``norm1``, ``attn``) so image-ViT weights load by name; the
-    temporal branch mirrors them (``temporal_norm1``, ``temporal_attn``) so that initialising it from the
-    spatial weights, or from zeros (the paper's choice, section 3.4), is a rename of ``attn`` keys.
+    temporal branch (``temporal_norm1``, ``temporal_attn``) is built as a copy of the spatial one (same
+    configuration; models initialise every weight afterwards). Scenic names them ``LayerNorm_space`` /
+    ``MultiHeadDotProductAttention_space`` and ``..._time`` (model.py:309-321).
     Takes and returns ``(B, t*n, D)`` tokens in ``(t h w)`` order.
     """
 
     def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        *,
-        temporal_tokens: int,
-        order: Literal["spatial_first", "temporal_first"] = "spatial_first",
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        act_layer: type[nn.Module] = nn.GELU,
-        norm_eps: float = 1e-6,
+        self, dim: int, num_heads: int, *, temporal_tokens: int, order: Order = "spatial_first", **block_kwargs: Any
     ) -> None:
-        super().__init__()
         if order not in ("spatial_first", "temporal_first"):
             raise ValueError(f"unknown attention order {order!r}; expected 'spatial_first' or 'temporal_first'")
+        super().__init__(dim, num_heads, **block_kwargs)
         self.temporal_tokens = temporal_tokens
         self.spatial_first = order == "spatial_first"
-        attn = dict(qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, **attn)
-        self.drop_path1 = DropPath(drop_path)
-        self.temporal_norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.temporal_attn = Attention(dim, num_heads, **attn)
-        self.temporal_drop_path1 = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
-        self.drop_path2 = DropPath(drop_path)
+        self.temporal_norm1 = copy.deepcopy(self.norm1)
+        self.temporal_attn = copy.deepcopy(self.attn)
+        self.temporal_drop_path1 = copy.deepcopy(self.drop_path1)
 
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 4: self-attention among the ``n`` tokens of each temporal index."""
@@ -114,14 +121,16 @@ class FactorisedSelfAttentionBlock(nn.Module):
 
 
 class FactorisedDotProductAttention(Attention):
-    """Model 4's attention (eq. 7): the first half of the heads attend over space (tokens of the same
-    temporal index), the second half over time (tokens at the same spatial position); the heads are
-    concatenated and projected as usual. Tokens must be ``t*n`` patch tokens in ``(t h w)`` order."""
+    """Model 4's attention (eq. 7): the first half of the heads attend over time (tokens at the same spatial
+    position), the second half over space (tokens of the same temporal index); the heads are concatenated
+    and projected as usual. Scenic splits the ``(D, heads, head_dim)`` projections by head and gives split
+    ``i`` to axis ``i + 1`` of ``(b, t, hw, heads, d)``, i.e. time first (model_utils.py:120-166).
+    Tokens must be ``t*n`` patch tokens in ``(t h w)`` order."""
 
     def __init__(self, dim: int, num_heads: int = 8, *, temporal_tokens: int, **kwargs: float | bool) -> None:
         if num_heads % 2:
             raise ValueError(
-                f"factorised dot-product attention splits heads half spatial / half temporal; "
+                f"factorised dot-product attention splits heads half temporal / half spatial; "
                 f"num_heads must be even, got {num_heads}"
             )
         super().__init__(dim, num_heads, **kwargs)
@@ -129,64 +138,63 @@ class FactorisedDotProductAttention(Attention):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         h, t = self.num_heads // 2, self.temporal_tokens
-        space = [rearrange(z[:, :h], "b h (t n) d -> (b t) h n d", t=t) for z in (q, k, v)]
-        time = [rearrange(z[:, h:], "b h (t n) d -> (b n) h t d", t=t) for z in (q, k, v)]
-        space = rearrange(super().attend(*space), "(b t) h n d -> b h (t n) d", t=t)
+        time = [rearrange(z[:, :h], "b h (t n) d -> (b n) h t d", t=t) for z in (q, k, v)]
+        space = [rearrange(z[:, h:], "b h (t n) d -> (b t) h n d", t=t) for z in (q, k, v)]
         time = rearrange(super().attend(*time), "(b n) h t d -> b h (t n) d", b=q.shape[0])
-        return torch.cat([space, time], dim=1)  # b heads (t n) d: spatial heads first
+        space = rearrange(super().attend(*space), "(b t) h n d -> b h (t n) d", t=t)
+        return torch.cat([time, space], dim=1)  # b heads (t n) d: temporal heads first
 
 
 class FactorisedDotProductBlock(Block):
     """A pre-norm :class:`Block` whose attention is :class:`FactorisedDotProductAttention`."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        *,
-        temporal_tokens: int,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        **kwargs: float | type[nn.Module],
-    ) -> None:
-        super().__init__(dim, num_heads, qkv_bias=qkv_bias, drop=drop, attn_drop=attn_drop, **kwargs)
-        self.attn = FactorisedDotProductAttention(
-            dim, num_heads, temporal_tokens=temporal_tokens, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop
-        )
-
-
-class BlockStack(nn.Module):
-    """Blocks then a final LayerNorm, with gradient checkpointing: :class:`Encoder` for any block type."""
-
-    def __init__(self, blocks: list[nn.Module], dim: int, norm_eps: float = 1e-6) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.norm = nn.LayerNorm(dim, eps=norm_eps)
-        self.grad_checkpointing = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for blk in self.blocks:
-            x = checkpoint(blk, x, use_reentrant=False) if self.grad_checkpointing and self.training else blk(x)
-        return self.norm(x)
+    def __init__(self, dim: int, num_heads: int, *, temporal_tokens: int, **block_kwargs: Any) -> None:
+        attn_layer = partial(FactorisedDotProductAttention, temporal_tokens=temporal_tokens)
+        super().__init__(dim, num_heads, attn_layer=attn_layer, **block_kwargs)
 
 
 # -- models -------------------------------------------------------------------------------------------
 class _ViViT(VideoTransformer):
-    """Shared stem of the four models: tokeniser, sizes, normalisation, head and initialisation."""
+    """What the four models share: the arguments, tokeniser, block settings, classifier and initialisation.
 
-    def _init_stem(
+    Subclasses take their own arguments and forward the rest here (their ``__init__`` signature shows all of
+    them, see :func:`_with_shared_args`).
+    """
+
+    num_prefix_tokens: int = 0  # CLS tokens before the patch tokens (timm's name)
+
+    def __init__(
         self,
         *,
-        img_size: int,
-        num_frames: int,
-        patch_size: int,
-        tubelet_size: int,
-        in_chans: int,
-        embed_dim: int,
-        drop_rate: float,
-    ) -> tuple[int, int]:
+        num_classes: int = 400,
+        img_size: int = 224,
+        num_frames: int = 32,
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        drop_path_scale_by_keep: bool = False,
+        head_drop_rate: float = 0.0,
+        head_init: HeadInit = "trunc_normal",
+        act: str = "gelu_tanh",
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if head_init not in ("zeros", "trunc_normal"):
+            raise ValueError(f"unknown head_init {head_init!r}; expected 'zeros' (scenic) or 'trunc_normal' (timm)")
         self.embed_dim, self.num_frames, self.img_size, self.in_chans = embed_dim, num_frames, img_size, in_chans
+        self.num_heads, self.norm_eps, self.drop_path_rate, self.head_init = (
+            num_heads,
+            norm_eps,
+            drop_path_rate,
+            head_init,
+        )
         self.mean, self.std = VIVIT_MEAN, VIVIT_STD
         self.patch_embed = PatchEmbed3d(
             img_size=img_size,
@@ -197,323 +205,181 @@ class _ViViT(VideoTransformer):
             embed_dim=embed_dim,
         )
         self.pos_drop = nn.Dropout(drop_rate)
-        return self.patch_embed.grid_size[0], self.patch_embed.num_patches
-
-    def _init_weights(self, *tokens: nn.Parameter) -> None:
-        init_weights(self)
-        for p in tokens:
-            nn.init.trunc_normal_(p, std=0.02)
-
-
-class ViViTSpatioTemporal(_ViViT):
-    """ViViT Model 1: joint space-time attention over all ``t*n`` tokens plus a CLS token."""
-
-    attention_pattern = "joint space-time attention over all tokens + CLS (ViViT Model 1)"
-
-    def __init__(
-        self,
-        *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 32,
-        patch_size: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        head_drop_rate: float = 0.0,
-        act: str = "gelu",
-        norm_eps: float = 1e-6,
-    ) -> None:
-        super().__init__()
-        t, n = self._init_stem(
-            img_size=img_size,
-            num_frames=num_frames,
-            patch_size=patch_size,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            drop_rate=drop_rate,
-        )
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + t * n, embed_dim))
-        self.encoder = Encoder(
-            embed_dim,
-            depth,
-            num_heads,
+        self._block_kwargs = dict(
             mlp_ratio=mlp_ratio,
             qkv_bias=qkv_bias,
             drop=drop_rate,
             attn_drop=attn_drop_rate,
-            drop_path=drop_path_rate,
             act_layer=make_act_layer(act),
             norm_eps=norm_eps,
+            drop_path_scale_by_keep=drop_path_scale_by_keep,
         )
         self._init_head(num_classes, head_drop_rate)
-        self._init_weights(self.cls_token, self.pos_embed)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` -> ``(B, 1 + t*n, D)`` tokens, CLS first."""
-        x = rearrange(self.patch_embed(x), "b t n d -> b (t n) d")
-        x = self.pos_drop(prepend(self.cls_token, x) + self.pos_embed)
-        return self.encoder(x)
+    def _stack(self, block_fn: type[nn.Module], depth: int, **block_kwargs: Any) -> BlockStack:
+        """``depth`` blocks with drop-path rising linearly to ``drop_path_rate`` (model.py:428-430), then a
+        final LayerNorm (model.py:445-446)."""
+        blocks = [
+            block_fn(self.embed_dim, self.num_heads, drop_path=p, **self._block_kwargs, **block_kwargs)
+            for p in drop_path_rates(self.drop_path_rate, depth)
+        ]
+        return BlockStack(blocks, self.embed_dim, self.norm_eps)
+
+    def _init_weights(self, *, pos_embeds: list[nn.Parameter], cls_tokens: list[nn.Parameter]) -> None:
+        init_weights(self)
+        for p in pos_embeds:
+            nn.init.trunc_normal_(p, std=0.02)  # scenic: N(0, 0.02) (model.py:383-385)
+        for p in cls_tokens:
+            nn.init.zeros_(p)  # scenic: zeros (model.py:521, 599)
+        self._init_classifier()
+
+    def _init_classifier(self) -> None:
+        if self.head_init == "zeros" and isinstance(self.head, nn.Linear):
+            nn.init.zeros_(self.head.weight)  # scenic's output_projection (model.py:556-559)
+            nn.init.zeros_(self.head.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        self._init_classifier()
+
+    def _tokens(self, x: torch.Tensor, cls_token: nn.Parameter | None, pos_embed: nn.Parameter) -> torch.Tensor:
+        """``[CLS] + tokens`` (when the model has CLS tokens) plus position embeddings, then dropout."""
+        if cls_token is not None:
+            x = prepend(cls_token, x)
+        return self.pos_drop(x + pos_embed)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The CLS token, or the mean of all tokens when there is none (scenic's ``gap``)."""
+        return x[:, 0] if self.num_prefix_tokens else x.mean(dim=1)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, 0]
+        return self._pool(x)
 
 
+def _with_shared_args(cls: type[_ViViT]) -> type[_ViViT]:
+    """Show the arguments that ``cls.__init__`` forwards through ``**kwargs`` to :class:`_ViViT` in its
+    signature, so that ``inspect.signature`` (the registry's argument check, ``vt info``, ``help()``) lists
+    every typed keyword argument of the model while the shared ones are written once."""
+    own = inspect.signature(cls.__init__)
+    shared = inspect.signature(_ViViT.__init__).parameters
+    params = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [p for name, p in shared.items() if name != "self" and name not in own.parameters]
+    cls.__init__.__signature__ = own.replace(parameters=params)
+    return cls
+
+
+def _check_pool(global_pool: str) -> bool:
+    if global_pool not in ("token", "avg"):
+        raise ValueError(f"unknown global_pool {global_pool!r}; expected 'token' (CLS) or 'avg' (scenic's gap)")
+    return global_pool == "token"
+
+
+@_with_shared_args
+class ViViTSpatioTemporal(_ViViT):
+    """ViViT Model 1: joint space-time attention over all ``t*n`` tokens plus a CLS token (or, with
+    ``global_pool="avg"``, over the patch tokens only, averaged)."""
+
+    attention_pattern = "joint space-time attention over all tokens + CLS (ViViT Model 1)"
+
+    def __init__(self, *, depth: int = 12, global_pool: GlobalPool = "token", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        token = _check_pool(global_pool)
+        self.num_prefix_tokens = int(token)
+        t, n, d = self.patch_embed.grid_size[0], self.patch_embed.num_patches, self.embed_dim
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + t * n, d))
+        self.encoder = self._stack(Block, depth)
+        self._init_weights(pos_embeds=[self.pos_embed], cls_tokens=[self.cls_token] if token else [])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> ``(B, [1 +] t*n, D)`` tokens, CLS first."""
+        x = rearrange(self.patch_embed(x), "b t n d -> b (t n) d")
+        return self.encoder(self._tokens(x, self.cls_token, self.pos_embed))
+
+
+@_with_shared_args
 class ViViTFactorisedEncoder(_ViViT):
-    """ViViT Model 2: ``L_s`` spatial blocks per temporal index, then ``L_t`` temporal blocks."""
+    """ViViT Model 2: ``L_s`` spatial blocks per temporal index, then ``L_t`` temporal blocks, each encoder
+    with its own CLS token (or, with ``global_pool="avg"``, averaging its tokens instead)."""
 
     attention_pattern = "spatial encoder per temporal index, then temporal encoder over CLS tokens (ViViT Model 2)"
 
     def __init__(
-        self,
-        *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 32,
-        patch_size: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        spatial_depth: int = 12,
-        temporal_depth: int = 4,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        head_drop_rate: float = 0.0,
-        act: str = "gelu",
-        norm_eps: float = 1e-6,
+        self, *, spatial_depth: int = 12, temporal_depth: int = 4, global_pool: GlobalPool = "token", **kwargs: Any
     ) -> None:
-        super().__init__()
-        t, n = self._init_stem(
-            img_size=img_size,
-            num_frames=num_frames,
-            patch_size=patch_size,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            drop_rate=drop_rate,
-        )
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n, embed_dim))
-        self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.temporal_pos_embed = nn.Parameter(torch.zeros(1, 1 + t, embed_dim))
-        enc = dict(
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            drop_path=drop_path_rate,
-            act_layer=make_act_layer(act),
-            norm_eps=norm_eps,
-        )
-        self.spatial = Encoder(embed_dim, spatial_depth, num_heads, **enc)
-        self.temporal = Encoder(embed_dim, temporal_depth, num_heads, **enc)
-        self._init_head(num_classes, head_drop_rate)
-        self._init_weights(self.cls_token, self.pos_embed, self.temporal_cls_token, self.temporal_pos_embed)
+        super().__init__(**kwargs)
+        token = _check_pool(global_pool)
+        self.num_prefix_tokens = int(token)
+        t, n, d = self.patch_embed.grid_size[0], self.patch_embed.num_patches, self.embed_dim
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + n, d))
+        self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, d)) if token else None
+        self.temporal_pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + t, d))
+        self.spatial = self._stack(Block, spatial_depth)
+        self.temporal = self._stack(Block, temporal_depth)
+        cls = [self.cls_token, self.temporal_cls_token] if token else []
+        self._init_weights(pos_embeds=[self.pos_embed, self.temporal_pos_embed], cls_tokens=cls)
 
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` -> per-temporal-index spatial CLS features ``(B, t, D)``."""
+        """``(B, C, T, H, W)`` -> per-temporal-index spatial features ``(B, t, D)`` (CLS or mean)."""
         x = self.patch_embed(x)  # b t n d
         b = x.shape[0]
-        x = rearrange(x, "b t n d -> (b t) n d")
-        x = self.pos_drop(prepend(self.cls_token, x) + self.pos_embed)
-        x = self.spatial(x)[:, 0]  # (b t) d: each temporal index's CLS
-        return rearrange(x, "(b t) d -> b t d", b=b)
+        x = self.spatial(self._tokens(rearrange(x, "b t n d -> (b t) n d"), self.cls_token, self.pos_embed))
+        return rearrange(self._pool(x), "(b t) d -> b t d", b=b)
 
     def forward_temporal(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-index features ``(B, t, D)`` -> temporal tokens ``(B, 1 + t, D)``."""
-        x = self.pos_drop(prepend(self.temporal_cls_token, x) + self.temporal_pos_embed)
-        return self.temporal(x)
+        """Per-index features ``(B, t, D)`` -> temporal tokens ``(B, [1 +] t, D)``."""
+        return self.temporal(self._tokens(x, self.temporal_cls_token, self.temporal_pos_embed))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_temporal(self.forward_spatial(x))
 
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, 0]
-
 
 class _ViViTFactorisedBlocks(_ViViT):
     """Models 3 and 4: ``t*n`` patch tokens (no CLS) through a stack of factorised blocks, then global
-    average pooling (section 3.3). Subclasses name their block class in ``block_fn``."""
+    average pooling (section 3.3; scenic asserts the token classifier away for them, model.py:506-513)."""
 
-    block_fn: type[nn.Module]
-
-    def __init__(
-        self,
-        *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 32,
-        patch_size: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        head_drop_rate: float = 0.0,
-        act: str = "gelu",
-        norm_eps: float = 1e-6,
-        **block_kwargs: str,
-    ) -> None:
-        super().__init__()
-        t, n = self._init_stem(
-            img_size=img_size,
-            num_frames=num_frames,
-            patch_size=patch_size,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            drop_rate=drop_rate,
-        )
-        self.pos_embed = nn.Parameter(torch.zeros(1, t * n, embed_dim))
-        blocks = [
-            self.block_fn(
-                embed_dim,
-                num_heads,
-                temporal_tokens=t,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                drop=drop_rate,
-                attn_drop=attn_drop_rate,
-                drop_path=p,
-                act_layer=make_act_layer(act),
-                norm_eps=norm_eps,
-                **block_kwargs,
-            )
-            for p in drop_path_rates(drop_path_rate, depth)
-        ]
-        self.encoder = BlockStack(blocks, embed_dim, norm_eps)
-        self._init_head(num_classes, head_drop_rate)
-        self._init_weights(self.pos_embed)
+    def _build(self, block_fn: type[nn.Module], depth: int, **block_kwargs: Any) -> None:
+        t, n = self.patch_embed.grid_size[0], self.patch_embed.num_patches
+        self.pos_embed = nn.Parameter(torch.zeros(1, t * n, self.embed_dim))
+        self.encoder = self._stack(block_fn, depth, temporal_tokens=t, **block_kwargs)
+        self._init_weights(pos_embeds=[self.pos_embed], cls_tokens=[])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, t*n, D)`` tokens in ``(t h w)`` order."""
         x = rearrange(self.patch_embed(x), "b t n d -> b (t n) d")
-        return self.encoder(self.pos_drop(x + self.pos_embed))
-
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=1)
+        return self.encoder(self._tokens(x, None, self.pos_embed))
 
 
+@_with_shared_args
 class ViViTFactorisedSelfAttention(_ViViTFactorisedBlocks):
-    """ViViT Model 3: per block spatial then temporal self-attention (or the reverse), then the MLP."""
+    """ViViT Model 3: per block spatial then temporal self-attention (``order="temporal_first"``: the
+    reverse, scenic's ``attention_order="time_space"``), then the MLP."""
 
     attention_pattern = "per block: spatial then temporal self-attention, average pooling (ViViT Model 3)"
-    block_fn = FactorisedSelfAttentionBlock
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 32,
-        patch_size: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        head_drop_rate: float = 0.0,
-        act: str = "gelu",
-        norm_eps: float = 1e-6,
-        order: Literal["spatial_first", "temporal_first"] = "spatial_first",
-    ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            img_size=img_size,
-            num_frames=num_frames,
-            patch_size=patch_size,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate,
-            head_drop_rate=head_drop_rate,
-            act=act,
-            norm_eps=norm_eps,
-            order=order,
-        )
+    def __init__(self, *, depth: int = 12, order: Order = "spatial_first", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._build(FactorisedSelfAttentionBlock, depth, order=order)
 
 
+@_with_shared_args
 class ViViTFactorisedDotProduct(_ViViTFactorisedBlocks):
-    """ViViT Model 4: half of the heads attend over space, half over time, in every block."""
+    """ViViT Model 4: half of the heads attend over time, half over space, in every block."""
 
-    attention_pattern = "per block: half the heads spatial, half temporal, average pooling (ViViT Model 4)"
-    block_fn = FactorisedDotProductBlock
+    attention_pattern = "per block: half the heads temporal, half spatial, average pooling (ViViT Model 4)"
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 32,
-        patch_size: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        head_drop_rate: float = 0.0,
-        act: str = "gelu",
-        norm_eps: float = 1e-6,
-    ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            img_size=img_size,
-            num_frames=num_frames,
-            patch_size=patch_size,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate,
-            head_drop_rate=head_drop_rate,
-            act=act,
-            norm_eps=norm_eps,
-        )
+    def __init__(self, *, depth: int = 12, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._build(FactorisedDotProductBlock, depth)
 
 
 # -- registry -----------------------------------------------------------------------------------------
 _B16X2 = dict(img_size=224, num_frames=32, patch_size=16, tubelet_size=2, embed_dim=768, num_heads=12)
+_L16X2 = dict(_B16X2, embed_dim=1024, num_heads=16)
 _TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
-_TINY_FE = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, spatial_depth=2, temporal_depth=1, num_heads=4)
+_TINY_FE = dict(_TINY, spatial_depth=2, temporal_depth=1)
+del _TINY_FE["depth"]
 
 register_model(
     "vivit_base_spatio_temporal_16x2",
@@ -556,6 +422,25 @@ register_model(
     ViViTSpatioTemporal,
     tiny=dict(_TINY, num_heads=2),
     paper=dict(source="Arnab et al. 2021, Table 1 (ViViT-L: 24 layers, D=1024, 16 heads, MLP 4096)"),
-    **{**_B16X2, "embed_dim": 1024, "num_heads": 16},
     depth=24,
+    **_L16X2,
+)
+# ViViT-L/16x2 factorised encoder, the model of scenic's released ViViT-L checkpoints (K400, K600, Epic
+# Kitchens, SSv2: scenic/projects/vivit/README.md:51-54). Sizes from scenic's Kinetics config
+# (configs/kinetics400/vivit_large_factorised_encoder.py:87-109: 24 spatial and 24 temporal layers of width
+# 1024, 16 heads, MLP 4096, tubelet 16x16x2, 32 frames at 224px); its Epic Kitchens and SSv2 configs use 4
+# temporal layers (pass temporal_depth=4; from_pretrained reads the depth from the checkpoint). Scenic's
+# README reports 80.3 / 81.6 top-1 (K400 / K600, 4x3 views) for these checkpoints; per-view params/GFLOPs
+# of this configuration are not recorded here (the paper's Table 6 gives multi-view totals only).
+register_model(
+    "vivit_large_factorised_encoder_16x2",
+    ViViTFactorisedEncoder,
+    tiny=dict(_TINY_FE, num_heads=2),
+    paper=dict(
+        source="scenic ViViT README (ViViT-L/16x2 FE: K400 80.3, K600 81.6 top-1, 4x3 views); sizes from scenic's "
+        "configs/kinetics400/vivit_large_factorised_encoder.py"
+    ),
+    spatial_depth=24,
+    temporal_depth=24,
+    **_L16X2,
 )

@@ -4,7 +4,9 @@ Importing this package registers every checkpoint format that :func:`from_pretra
 """
 
 from video_transformers.pretrained import (
+    hf_folder,  # noqa: F401  (registers this suite's exported Hugging Face folder)
     lightning_ckpt,  # noqa: F401  (registers this suite's .ckpt format)
+    scenic,  # noqa: F401  (registers scenic_vivit)
     timesformer,  # noqa: F401  (registers its formats)
     uniformerv2,  # noqa: F401  (registers its formats)
     vivit,  # noqa: F401  (registers its formats)
@@ -18,6 +20,7 @@ from video_transformers.pretrained.common import (
     load_state_dict_file,
     register_format,
 )
+from video_transformers.pretrained.hub import resolve_source
 from video_transformers.pretrained.image_init import init_from_image
 
 __all__ = [
@@ -29,4 +32,5 @@ __all__ = [
     "load_checked",
     "load_state_dict_file",
     "register_format",
+    "resolve_source",
 ]

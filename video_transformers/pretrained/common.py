@@ -163,32 +163,43 @@ def list_formats() -> list[str]:
     return sorted(_FORMATS)
 
 
+def detect_format(path: str | Path) -> str | None:
+    """The first registered format whose ``detect`` accepts the local ``path``, or ``None``."""
+    path = Path(path)
+    return next((f.name for f in _FORMATS.values() if f.detect(path)), None)
+
+
 def from_pretrained(
     source: str | Path, *, format: str | None = None, trust: bool = False, **overrides: Any
 ) -> nn.Module:
-    """A ready model (eval mode, class names attached when known) from a checkpoint folder or file.
+    """A ready model (eval mode, class names attached when known) from a checkpoint folder or file, a
+    Hugging Face Hub id or a known checkpoint's name.
 
-    ``format`` forces one of :func:`list_formats`; otherwise the first format whose ``detect`` accepts the
-    source is used. ``overrides`` replace inferred architecture arguments (e.g. ``num_classes``).
-    ``trust=True`` allows full unpickling for the formats that read pickles (official releases holding
-    non-tensor objects); never pass it for files from an unknown source. Metadata (``config.json``,
-    class names, mean/std) is validated, and errors name the file and key.
+    ``source``: a local path; ``org/name`` or ``hf-hub:org/name[@revision][/file]`` (resolved through
+    ``huggingface_hub``'s cache, works offline once cached); or a name from ``vt info --pretrained``
+    (:mod:`.hub` says how each is resolved and checked). ``format`` forces one of :func:`list_formats`;
+    otherwise the first format whose ``detect`` accepts the source is used. ``overrides`` replace inferred
+    architecture arguments (e.g. ``num_classes``). ``trust=True`` allows full unpickling for the formats that
+    read pickles (official releases holding non-tensor objects); never pass it for files from an unknown
+    source. Metadata (``config.json``, class names, mean/std) is validated, and errors name the file and key.
     """
-    path = Path(source).expanduser()
+    from video_transformers.pretrained.hub import resolve_source
+
+    path = resolve_source(source)
     if not path.exists():
         raise PretrainedError(
-            f"{source}: no such file or folder. Hub ids are not fetched at run time here: download the "
-            "checkpoint folder (config.json + weights) and pass its path."
+            f"{source}: no such file or folder, nor a Hugging Face Hub id (org/name, hf-hub:org/name[@revision]"
+            "[/file]) or a known checkpoint name (vt info --pretrained)"
         )
     if format is not None:
         if format not in _FORMATS:
             raise PretrainedError(f"unknown format {format!r}; known: {list_formats()}")
         fmt = _FORMATS[format]
     else:
-        matches = [f for f in _FORMATS.values() if f.detect(path)]
-        if not matches:
+        name = detect_format(path)
+        if name is None:
             raise PretrainedError(f"{path}: not a checkpoint format this suite reads (known: {list_formats()})")
-        fmt = matches[0]
+        fmt = _FORMATS[name]
     if path.is_dir():
         _validate_folder_metadata(path)
     if trust:

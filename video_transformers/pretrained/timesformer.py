@@ -12,28 +12,42 @@ checkpoints and Hugging Face ``TimesformerForVideoClassification`` folders.
   conversion only renames and reshapes the patch kernel.
 * :func:`convert_hf` reads a ``transformers`` checkpoint folder (``config.json`` + weights).
 
-The architecture of a checkpoint is inferred from tensor shapes, except the head count, which no shape
-holds: it is taken as ``width // 64`` (every released TimeSformer is ViT-B/16: 12 heads of 64) unless
-``num_heads=`` is given.
+A Hugging Face folder states its architecture in ``config.json``; every field there is used (and checked
+against the tensor shapes), transformers' defaults stand in for absent ones that no shape holds, and shapes
+give the rest. An official ``.pyth`` states nothing: the architecture is inferred from tensor shapes, except
+the head count, which no shape holds: it is taken as ``width // 64`` (every released TimeSformer is ViT-B/16:
+12 heads of 64) unless ``num_heads=`` is given. A space-only ``.pyth`` has no ``time_embed`` and runs at any
+frame count; its ``num_frames`` is only nominal (``DATA.NUM_FRAMES`` of its saved config, else the official
+default 8).
+
+Checkpoints loaded at another ``num_frames`` / ``img_size`` get their embeddings resampled by nearest
+interpolation, what the official forward does at run time (vit.py:255-287), so the loaded model gives the
+official model's outputs at that size. Image initialisation resamples ``pos_embed`` bicubically (timm's way).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import nn
 
 from video_transformers.models.base import IMAGENET_MEAN, IMAGENET_STD
 from video_transformers.models.registry import create_model
-from video_transformers.models.timesformer import TIMESFORMER_MEAN, TIMESFORMER_STD, TimeSformer
+from video_transformers.models.timesformer import (
+    TIMESFORMER_MEAN,
+    TIMESFORMER_STD,
+    TimeSformer,
+    resample_pos_embed_nearest,
+    resample_time_embed_nearest,
+)
 from video_transformers.pretrained.common import (
     PretrainedError,
     image_state_dict,
@@ -48,9 +62,10 @@ HEAD_DIM = 64  # ViT-B/L/H head width; the convention used to infer num_heads fr
 _STEP = re.compile(r"^(blocks\.\d+)\.(\w+)_(norm1|attn|fc)\.(.+)$")  # an added attention step's parameter
 
 
-# -- embeddings shared by every source -----------------------------------------------------------------
+# -- embeddings -----------------------------------------------------------------------------------------
 def resample_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """``(1, 1+h*w, D)`` -> ``(1, 1+grid[0]*grid[1], D)``, bicubic on the patch part (timm's resampling)."""
+    """``(1, 1+h*w, D)`` -> ``(1, 1+grid[0]*grid[1], D)``, bicubic on the patch part (timm's resampling,
+    for image initialisation)."""
     from timm.layers import resample_abs_pos_embed
 
     if pos_embed.shape[1] == 1 + grid[0] * grid[1]:
@@ -58,24 +73,21 @@ def resample_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.
     return resample_abs_pos_embed(pos_embed, new_size=list(grid), num_prefix_tokens=1)
 
 
-def resample_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """``(1, T, D)`` -> ``(1, num_frames, D)`` by linear interpolation over time (official code: nearest)."""
-    if time_embed.shape[1] == num_frames:
-        return time_embed
-    y = F.interpolate(time_embed.transpose(1, 2), size=num_frames, mode="linear", align_corners=False)
-    return y.transpose(1, 2)
-
-
-def _fit_embeddings(sd: dict[str, torch.Tensor], model: TimeSformer) -> None:
-    """Resample ``pos_embed`` / ``time_embed`` in place to the model's token grid; 2D patch kernels -> 3D."""
-    _, h, w = model.patch_embed.grid_size
-    if "pos_embed" in sd:
-        sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], (h, w))
-    if "time_embed" in sd and model.time_embed is not None:
-        sd["time_embed"] = resample_time_embed(sd["time_embed"], model.time_embed.shape[1])
+def _conv3d_kernel(sd: dict[str, torch.Tensor]) -> None:
     kernel = sd.get("patch_embed.proj.weight")
     if kernel is not None and kernel.ndim == 4:
         sd["patch_embed.proj.weight"] = kernel.unsqueeze(2)  # (D, C, p, p) -> Conv3d (D, C, 1, p, p)
+
+
+def _fit_checkpoint_embeddings(sd: dict[str, torch.Tensor], model: TimeSformer) -> None:
+    """Resample a video checkpoint's ``pos_embed`` / ``time_embed`` in place to ``model``'s grid by nearest
+    interpolation, as the official forward would at that input size (vit.py:255-287)."""
+    _, h, w = model.patch_embed.grid_size
+    if "pos_embed" in sd:
+        sd["pos_embed"] = resample_pos_embed_nearest(sd["pos_embed"], (h, w))
+    if "time_embed" in sd and model.time_embed is not None:
+        sd["time_embed"] = resample_time_embed_nearest(sd["time_embed"], model.time_embed.shape[1])
+    _conv3d_kernel(sd)
 
 
 # -- image initialisation ------------------------------------------------------------------------------
@@ -88,7 +100,9 @@ def timm_filter_fn(state_dict: dict[str, torch.Tensor], model: TimeSformer) -> d
     head is dropped. Keys that have no place in the model are kept, so :func:`load_checked` names them.
     """
     sd = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-    _fit_embeddings(sd, model)
+    if "pos_embed" in sd:
+        sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model.patch_embed.grid_size[1:])
+    _conv3d_kernel(sd)
     own = model.state_dict()
     if "time_embed" in own:
         sd["time_embed"] = torch.zeros_like(own["time_embed"])
@@ -117,8 +131,12 @@ def load_image_weights(model: TimeSformer, name_or_path: str) -> TimeSformer:
 
 
 # -- architecture from shapes ---------------------------------------------------------------------------
-def infer_config(sd: dict[str, torch.Tensor], *, num_heads: int | None = None) -> dict[str, Any]:
-    """:class:`TimeSformer` arguments from a state dict in our key names (see the module docstring)."""
+NOMINAL_FRAMES = 8  # official VisionTransformer's default num_frames (vit.py:183), for space-only checkpoints
+
+
+def shape_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The :class:`TimeSformer` arguments that the tensors of ``sd`` (our key names) determine: all but the
+    head count, and ``num_frames`` only when there is a ``time_embed``."""
 
     def need(key: str) -> torch.Tensor:
         if key not in sd:
@@ -132,16 +150,9 @@ def infer_config(sd: dict[str, torch.Tensor], *, num_heads: int | None = None) -
     kernel = need("patch_embed.proj.weight")
     patch = kernel.shape[-1]
     num_patches = need("pos_embed").shape[1] - 1
-    side = round(num_patches**0.5)
+    side = math.isqrt(num_patches)
     if side * side != num_patches:
         raise PretrainedError(f"pos_embed: {num_patches} patch positions is not a square grid")
-    if num_heads is None:
-        if width % HEAD_DIM:
-            raise PretrainedError(
-                f"cls_token: width {width} is not a multiple of {HEAD_DIM}; the head count is not stored in "
-                "the checkpoint, pass num_heads="
-            )
-        num_heads = width // HEAD_DIM
     if "blocks.0.temporal_attn.qkv.weight" in sd:
         attention_type = "divided_space_time"
     elif "time_embed" in sd:
@@ -149,28 +160,46 @@ def infer_config(sd: dict[str, torch.Tensor], *, num_heads: int | None = None) -
     else:
         attention_type = "space_only"
     head = sd.get("head.weight")
-    return dict(
+    cfg = dict(
         num_classes=0 if head is None else head.shape[0],
         img_size=side * patch,
-        num_frames=sd["time_embed"].shape[1] if "time_embed" in sd else 8,
         patch_size=patch,
         in_chans=kernel.shape[1],
         embed_dim=width,
         depth=depth,
-        num_heads=num_heads,
         mlp_ratio=need("blocks.0.mlp.fc1.weight").shape[0] / width,
         qkv_bias="blocks.0.attn.qkv.bias" in sd,
         attention_type=attention_type,
     )
+    if "time_embed" in sd:
+        cfg["num_frames"] = sd["time_embed"].shape[1]
+    return cfg
+
+
+def infer_config(sd: dict[str, torch.Tensor], *, num_heads: int | None = None) -> dict[str, Any]:
+    """:class:`TimeSformer` arguments from a state dict in our key names: :func:`shape_config`, ``num_heads``
+    (default ``width // 64``) and, without a ``time_embed``, the nominal :data:`NOMINAL_FRAMES`."""
+    cfg = shape_config(sd)
+    width = cfg["embed_dim"]
+    if num_heads is None:
+        if width % HEAD_DIM:
+            raise PretrainedError(
+                f"cls_token: width {width} is not a multiple of {HEAD_DIM}; the head count is not stored in "
+                "the checkpoint, pass num_heads="
+            )
+        num_heads = width // HEAD_DIM
+    return {"num_frames": NOMINAL_FRAMES, **cfg, "num_heads": num_heads}
 
 
 def build_from_state_dict(
     sd: dict[str, torch.Tensor], source: str, *, defaults: dict[str, Any] | None = None, **overrides: Any
 ) -> TimeSformer:
-    """A :class:`TimeSformer` with the inferred architecture (``defaults`` and ``overrides`` on top) and
-    ``sd`` loaded with exact key accounting. A changed ``num_classes`` leaves a fresh head; a changed
-    ``num_frames`` / ``img_size`` resamples the embeddings."""
-    cfg = {**infer_config(sd, num_heads=overrides.get("num_heads")), **(defaults or {}), **overrides}
+    """A :class:`TimeSformer` with the inferred architecture (``defaults``, e.g. a config file's fields, and
+    ``overrides`` on top) and ``sd`` loaded with exact key accounting. A changed ``num_classes`` leaves a
+    fresh head; a changed ``num_frames`` / ``img_size`` resamples the embeddings by nearest interpolation."""
+    defaults = defaults or {}
+    num_heads = overrides.get("num_heads", defaults.get("num_heads"))
+    cfg = {**infer_config(sd, num_heads=num_heads), **defaults, **overrides}
     model = TimeSformer(**cfg)
     sd = dict(sd)
     missing: list[str] = []
@@ -182,7 +211,7 @@ def build_from_state_dict(
         missing = ["head.*"] if cfg["num_classes"] > 0 else []
     if "time_embed" in sd and model.time_embed is None:
         raise PretrainedError(f"{source}: checkpoint has time_embed but attention_type={cfg['attention_type']!r}")
-    _fit_embeddings(sd, model)
+    _fit_checkpoint_embeddings(sd, model)
     try:
         load_checked(model, sd, missing=missing)
     except PretrainedError as e:
@@ -225,11 +254,17 @@ def load_official(path: str | Path, *, trust: bool = False, **overrides: Any) ->
     checkpoint = load_state_dict_file(path, trust=trust)
     sd = convert_official(checkpoint)
     defaults = {}
-    if "time_embed" not in sd:  # space-only: the frame count is only in the saved config (DATA.NUM_FRAMES)
+    if "time_embed" not in sd and "num_frames" not in overrides:
+        # Space-only: no weight depends on the frame count and the model runs at any; the nominal clip
+        # length (for data pipelines) is the saved config's DATA.NUM_FRAMES, else the official default.
         frames = _official_cfg(checkpoint).get("DATA", {}).get("NUM_FRAMES")
-        if frames is None and "num_frames" not in overrides:
-            log.warning("%s: no time_embed and no DATA.NUM_FRAMES in its cfg; assuming 8 frames", path)
-        defaults["num_frames"] = frames or 8
+        defaults["num_frames"] = frames or NOMINAL_FRAMES
+        log.info(
+            "%s: space-only, runs at any frame count; nominal num_frames=%d (%s)",
+            path,
+            defaults["num_frames"],
+            "its cfg's DATA.NUM_FRAMES" if frames else "official default; pass num_frames= to change",
+        )
     model = build_from_state_dict(sd, str(path), defaults=defaults, **overrides)
     model.mean, model.std = TIMESFORMER_MEAN, TIMESFORMER_STD
     return model
@@ -267,6 +302,33 @@ _HF_RENAMES = [  # (regex on the HF key, our key), first match wins
     (r"^classifier\.", "head."),
 ]
 _HF_ACT = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
+# TimesformerConfig fields -> TimeSformer arguments (transformers models/timesformer/configuration_timesformer.py)
+_HF_FIELDS = {
+    "image_size": "img_size",
+    "patch_size": "patch_size",
+    "num_channels": "in_chans",
+    "num_frames": "num_frames",
+    "hidden_size": "embed_dim",
+    "num_hidden_layers": "depth",
+    "num_attention_heads": "num_heads",
+    "qkv_bias": "qkv_bias",
+    "attention_type": "attention_type",
+    "hidden_dropout_prob": "drop_rate",
+    "attention_probs_dropout_prob": "attn_drop_rate",
+    "drop_path_rate": "drop_path_rate",
+    "layer_norm_eps": "norm_eps",
+    "hidden_act": "act",
+}
+# TimesformerConfig's defaults for the fields no tensor shape holds: what transformers uses when config.json
+# lacks them (configuration_timesformer.py, class TimesformerConfig).
+_HF_DEFAULTS = {
+    "num_attention_heads": 12,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "layer_norm_eps": 1e-6,
+    "drop_path_rate": 0.0,
+}
 
 
 def convert_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -284,30 +346,54 @@ def convert_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _square(config: dict[str, Any], field: str) -> int:
+    value = config[field]
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise PretrainedError(f"config.json: {field} {value!r} is not square; TimeSformer needs square frames")
+        value = value[0]
+    return int(value)
+
+
 def hf_config_to_kwargs(config: dict[str, Any]) -> dict[str, Any]:
-    """``TimesformerConfig`` fields -> :class:`TimeSformer` arguments (eps, activation, dropouts included)."""
-    act = config.get("hidden_act", "gelu")
+    """``TimesformerConfig`` fields -> :class:`TimeSformer` arguments: every architecture field the config
+    has (heads, eps, activation, qkv bias, frames, size, dropouts), transformers' defaults for absent fields
+    that no tensor shape holds (:data:`_HF_DEFAULTS`); absent shape fields are left to the weights."""
+    config = {**_HF_DEFAULTS, **config}
+    act = config["hidden_act"]
     if act not in _HF_ACT:
         raise PretrainedError(f"config.json: hidden_act {act!r} is not supported; expected one of {sorted(_HF_ACT)}")
-    width = config["hidden_size"]
-    return dict(
-        num_classes=len(config.get("id2label") or {}) or config.get("num_labels", 0),
-        img_size=config["image_size"],
-        num_frames=config["num_frames"],
-        patch_size=config["patch_size"],
-        in_chans=config.get("num_channels", 3),
-        embed_dim=width,
-        depth=config["num_hidden_layers"],
-        num_heads=config["num_attention_heads"],
-        mlp_ratio=config["intermediate_size"] / width,
-        qkv_bias=config.get("qkv_bias", True),
-        attention_type=config.get("attention_type", "divided_space_time"),
-        drop_rate=config.get("hidden_dropout_prob", 0.0),
-        attn_drop_rate=config.get("attention_probs_dropout_prob", 0.0),
-        drop_path_rate=float(config.get("drop_path_rate", 0.0)),
-        norm_eps=config.get("layer_norm_eps", 1e-12),  # transformers' default when the field is absent
-        act=_HF_ACT[act],
-    )
+    kwargs: dict[str, Any] = {}
+    for field, arg in _HF_FIELDS.items():
+        if field not in config:
+            continue
+        value = config[field]
+        if field in ("image_size", "patch_size"):
+            value = _square(config, field)
+        elif field == "hidden_act":
+            value = _HF_ACT[value]
+        elif field.endswith(("_prob", "_rate", "_eps")):
+            value = float(value)
+        kwargs[arg] = value
+    if "intermediate_size" in config and "hidden_size" in config:
+        kwargs["mlp_ratio"] = config["intermediate_size"] / config["hidden_size"]
+    labels = len(config.get("id2label") or {}) or config.get("num_labels")
+    if labels:
+        kwargs["num_classes"] = labels
+    return kwargs
+
+
+def check_against_shapes(kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str) -> None:
+    """Raise if a stated architecture argument contradicts the tensors (naming the config field)."""
+    shapes = shape_config(sd)
+    names = {arg: field for field, arg in _HF_FIELDS.items()} | {"mlp_ratio": "intermediate_size / hidden_size"}
+    for arg, value in kwargs.items():
+        if arg in shapes and arg != "num_classes":
+            same = math.isclose(value, shapes[arg]) if arg == "mlp_ratio" else value == shapes[arg]
+            if not same:
+                raise PretrainedError(
+                    f"{source}: {names.get(arg, arg)} gives {arg}={value!r} but the weights have {shapes[arg]!r}"
+                )
 
 
 def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -328,7 +414,10 @@ def load_hf(path: str | Path, **overrides: Any) -> TimeSformer:
             f"{folder / 'config.json'}: model_type {config.get('model_type')!r}, expected 'timesformer'"
         )
     kwargs = hf_config_to_kwargs(config)
-    model = build_from_state_dict(convert_hf(_hf_weights(folder)), str(folder), defaults=kwargs, **overrides)
+    kwargs.pop("num_classes", None)  # the classifier's shape decides (a TimesformerModel folder has none)
+    sd = convert_hf(_hf_weights(folder))
+    check_against_shapes(kwargs, sd, str(folder / "config.json"))
+    model = build_from_state_dict(sd, str(folder), defaults=kwargs, **overrides)
     id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
     names = [id2label.get(i, f"LABEL_{i}") for i in range(model.num_classes)]
     if any(n != f"LABEL_{i}" for i, n in enumerate(names)):  # transformers' placeholder names carry nothing

@@ -91,7 +91,9 @@ def clip_filter_fn(state_dict: dict[str, torch.Tensor], model: UniFormerV2) -> d
 
 def new_parameters(model: UniFormerV2) -> list[str]:
     """Key patterns of the parts an image model does not provide (left at their UniFormerV2 init)."""
-    pats = ["temporal_cls_token", "balance", "global_blocks.*", "fc_norm.*"]
+    pats = ["temporal_cls_token", "global_blocks.*", "fc_norm.*"]
+    if model.balance is not None:
+        pats.append("balance")
     if model.local_mhra != "none":
         pats.append("blocks.*.lmhra*")
     if model.num_classes > 0:
@@ -184,7 +186,9 @@ def infer_official_config(state_dict: dict[str, Any]) -> dict[str, Any]:
 
     Not in the shapes (override when they differ): ``num_heads`` (taken as ``width // 64``, true for every
     CLIP ViT) and ``num_frames`` (8; :func:`load_official` reads ``_<frames>x<size>`` from the file name).
-    Global UniBlocks sit on the last ``len(dec)`` layers, as in every released configuration.
+    Global UniBlocks sit on the last ``len(dec)`` layers, as in every released configuration (4 for Kinetics,
+    8 / 16 for SSv2 B/16 / L/14). A checkpoint without ``transformer.balance`` is the ``FROZEN`` variant
+    (official ``uniformerv2_model.py:239-241``).
     """
     sd = _strip_backbone(state_dict, "state dict")
 
@@ -218,16 +222,24 @@ def infer_official_config(state_dict: dict[str, Any]) -> dict[str, Any]:
         local_mhra=local,
         global_layers=list(range(depth - num_global, depth)),
         global_mlp_ratio=need("transformer.dec.0.mlp.c_fc.weight").shape[0] / width,
+        frozen="transformer.balance" not in sd,
     )
     if k_t not in (1, 3):
         raise PretrainedError(f"backbone.conv1.weight: temporal kernel {k_t}; expected 1 or 3 (down-sampling)")
     if local != "none":
         inner = need("transformer.resblocks.0.lmhra1.pos_embed.1.weight").shape[0]
-        cfg["local_reduction"] = width / inner
+        cfg["local_reduction"] = _local_reduction(width, inner)
         cfg["local_kernel"] = need("transformer.resblocks.0.lmhra1.pos_embed.2.weight").shape[2]
-        if int(width // cfg["local_reduction"]) != inner:
-            raise PretrainedError(f"LT-MHRA width {inner} is not int({width} // r) for r = {width / inner}")
     return cfg
+
+
+def _local_reduction(width: int, inner: int) -> float:
+    """A ``dw_reduction`` ``r`` with ``int(width // r) == inner`` (official ``Local_MHRA``, line 45): the
+    official 1.5 when it fits, else a ratio in the middle of the interval, safe from float floor division."""
+    for r in (1.5, width / inner, width / (inner + 0.5)):
+        if int(width // r) == inner:
+            return r
+    raise PretrainedError(f"transformer.resblocks.0.lmhra1.pos_embed.1.weight: LT-MHRA width {inner} of {width}")
 
 
 def load_official(source: str | Path | dict[str, Any], *, trust: bool = False, **overrides: Any) -> UniFormerV2:

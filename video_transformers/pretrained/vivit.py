@@ -9,18 +9,25 @@ ViT state dict (default ``vit_base_patch16_224.augreg_in21k``; any timm ViT of t
   indices (section 3.4, "Positional embeddings");
 * 2D patch kernels are inflated to tubelet kernels by central-frame (eq. 8, default) or average (eq. 7)
   initialisation (section 3.4, "Embedding weights, E");
-* Model 2: the spatial encoder is the image ViT. The paper prescribes no transfer for the temporal
-  encoder (section 3.4 covers embeddings and Model 3 only), so it keeps its random initialisation by default
-  (``temporal_init="random"``); ``"image"`` copies the first ``L_t`` image blocks instead;
-* Model 3: the spatial MHSA of each block is the image block's; the temporal MHSA starts from zeros, so
-  eq. 5 is a residual connection at initialisation (the paper's choice, section 3.4) or, by option, from
-  the spatial weights (``temporal_init="spatial"``). Its LayerNorm starts as the spatial one in both cases;
-* Model 4: every block is the image block (the first half of the heads become spatial heads, the second
-  half temporal heads).
+* Model 2: the spatial encoder is the image ViT, except its CLS token: scenic's ``init_from_train_state``
+  copies the image's ``cls`` only into a parameter of the same name, which Model 2 does not have, so
+  ``cls_SpatialTransformer`` stays fresh (scenic/projects/vivit/model_utils.py:381-386; the CLS *position*
+  embedding is copied, model_utils.py:415-421). ``cls_init="image"`` copies it instead. The temporal
+  encoder keeps its random initialisation by default (``temporal_init="random"``, as scenic: the image has
+  no ``TemporalTransformer``); ``"image"`` copies the first ``L_t`` image blocks instead;
+* Model 3: each block's spatial MHSA, MLP and norms are the image block's; as in scenic, the temporal MHSA
+  is a copy of the spatial MHSA and the temporal LayerNorm stays fresh (``temporal_init="spatial"``,
+  model_utils.py:509-539: ``init_temporal_layer_norm`` only logs, it copies nothing).
+  ``temporal_init="identity"`` also zeroes the temporal output projection, so that eq. 5 is a residual
+  connection at initialisation (the paper's section 3.4) while every temporal weight still gets gradients
+  (a branch whose weights are all zero gets none and never learns);
+* Model 4: every block is the image block (the first half of the heads become temporal heads, the second
+  half spatial heads).
 
 Models 3 and 4 have no CLS token, so the image's CLS token and its position embedding are dropped.
-The classifier is always new: after loading, the missing keys are exactly ``head.*`` plus the parts that
-the image cannot provide, and nothing is unexpected (:func:`load_image_weights` asserts both).
+The classifier is always new (zero by default, scenic's; see the models' ``head_init``): after loading, the
+missing keys are exactly ``head.*`` plus the parts that the image does not provide, and nothing is
+unexpected (:func:`load_image_weights` asserts both).
 """
 
 from __future__ import annotations
@@ -126,15 +133,19 @@ def spatio_temporal_filter_fn(
     state_dict: dict[str, torch.Tensor], model: ViViTSpatioTemporal, *, inflation: Inflation = "central_frame"
 ) -> dict[str, torch.Tensor]:
     """Model 1: image blocks as the encoder; the ``(1, 1 + t*n, D)`` position embedding starts as the
-    image's CLS embedding followed by its spatial embedding repeated over the ``t`` temporal indices."""
+    image's CLS embedding followed by its spatial embedding repeated over the ``t`` temporal indices
+    (scenic's ``tile``, model_utils.py:249-268). Without CLS (``global_pool="avg"``) the image's CLS token
+    and its embedding are dropped (model_utils.py:422-424)."""
     _check_image_keys(state_dict)
     spatial, cls_pos = _spatial_pos_embed(state_dict, model)
-    if cls_pos is None or "cls_token" not in state_dict:
-        raise PretrainedError("Model 1 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
     t = model.patch_embed.grid_size[0]
     out = _stem(state_dict, model, inflation)
-    out["cls_token"] = state_dict["cls_token"]
-    out["pos_embed"] = torch.cat([cls_pos, repeat(spatial, "1 n d -> 1 (t n) d", t=t)], dim=1)
+    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    if model.num_prefix_tokens:
+        if cls_pos is None or "cls_token" not in state_dict:
+            raise PretrainedError("Model 1 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
+        out["cls_token"] = state_dict["cls_token"]
+        out["pos_embed"] = torch.cat([cls_pos, out["pos_embed"]], dim=1)
     out.update(_blocks(state_dict, "encoder"))
     return {**out, **_leftovers(state_dict)}
 
@@ -145,19 +156,25 @@ def factorised_encoder_filter_fn(
     *,
     inflation: Inflation = "central_frame",
     temporal_init: Literal["random", "image"] = "random",
+    cls_init: Literal["fresh", "image"] = "fresh",
 ) -> dict[str, torch.Tensor]:
-    """Model 2: the spatial encoder (blocks, final norm, CLS token, ``(1, 1 + n, D)`` position embedding)
-    is the image ViT. The temporal encoder keeps its random initialisation (``"random"``) or takes the
-    first ``L_t`` image blocks and the final norm (``"image"``); its CLS token and position embedding are
-    always new."""
+    """Model 2: the spatial encoder (blocks, final norm, ``(1, 1 + n, D)`` position embedding) is the image
+    ViT; its CLS token stays fresh as in scenic (``"fresh"``) or is the image's (``"image"``). The temporal
+    encoder keeps its random initialisation (``"random"``) or takes the first ``L_t`` image blocks and the
+    final norm (``"image"``); its CLS token and position embedding are always new."""
     if temporal_init not in ("random", "image"):
         raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'random' or 'image'")
+    if cls_init not in ("fresh", "image"):
+        raise ValueError(f"unknown cls_init {cls_init!r}; expected 'fresh' (scenic) or 'image'")
+    if model.num_prefix_tokens != 1:
+        raise PretrainedError("image initialisation needs Model 2 with CLS tokens (global_pool='token')")
     _check_image_keys(state_dict)
     spatial, cls_pos = _spatial_pos_embed(state_dict, model)
     if cls_pos is None or "cls_token" not in state_dict:
         raise PretrainedError("Model 2 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
     out = _stem(state_dict, model, inflation)
-    out["cls_token"] = state_dict["cls_token"]
+    if cls_init == "image":
+        out["cls_token"] = state_dict["cls_token"]
     out["pos_embed"] = torch.cat([cls_pos, spatial], dim=1)
     out.update(_blocks(state_dict, "spatial"))
     if temporal_init == "image":
@@ -170,13 +187,15 @@ def factorised_self_attention_filter_fn(
     model: ViViTFactorisedSelfAttention,
     *,
     inflation: Inflation = "central_frame",
-    temporal_init: Literal["zero", "spatial"] = "zero",
+    temporal_init: Literal["spatial", "identity"] = "spatial",
 ) -> dict[str, torch.Tensor]:
-    """Model 3: each block's spatial MHSA, MLP and norms from the image block; the temporal MHSA from zeros
-    (section 3.4: "such that Eq. 5 behaves as a residual connection at initialisation") or from the
-    spatial weights. The ``(1, t*n, D)`` embedding is the image's spatial one repeated over time."""
-    if temporal_init not in ("zero", "spatial"):
-        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'zero' or 'spatial'")
+    """Model 3: each block's spatial MHSA, MLP and norms from the image block; the temporal MHSA a copy of
+    the spatial one (scenic, model_utils.py:516-528) and its LayerNorm fresh (model_utils.py:529-534).
+    ``"identity"`` zeroes the copy's output projection only, so eq. 5 starts as a residual connection and
+    the temporal ``qkv`` still learns (its gradient flows once ``proj`` moves). The ``(1, t*n, D)``
+    embedding is the image's spatial one repeated over time."""
+    if temporal_init not in ("spatial", "identity"):
+        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'spatial' (scenic) or 'identity'")
     _check_image_keys(state_dict)
     spatial, _ = _spatial_pos_embed(state_dict, model)
     t = model.patch_embed.grid_size[0]
@@ -184,11 +203,9 @@ def factorised_self_attention_filter_fn(
     out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
     blocks = _blocks(state_dict, "encoder")
     for k, v in list(blocks.items()):
-        if ".norm1." in k:
-            blocks[k.replace(".norm1.", ".temporal_norm1.")] = v.clone()
-        elif ".attn." in k:
-            new = v.clone() if temporal_init == "spatial" else torch.zeros_like(v)
-            blocks[k.replace(".attn.", ".temporal_attn.")] = new
+        if ".attn." in k:
+            zero = temporal_init == "identity" and ".attn.proj." in k  # identity: only the last projection
+            blocks[k.replace(".attn.", ".temporal_attn.")] = torch.zeros_like(v) if zero else v.clone()
     out.update(blocks)
     return {**out, **_leftovers(state_dict)}
 
@@ -216,7 +233,8 @@ FILTERS = {
 
 
 def filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module, **options: Any) -> dict[str, torch.Tensor]:
-    """The image-ViT filter of ``model``'s class (options: ``inflation``, and ``temporal_init`` for Models 2/3)."""
+    """The image-ViT filter of ``model``'s class (options: ``inflation``; ``temporal_init`` for Models 2/3;
+    ``cls_init`` for Model 2)."""
     if type(model) not in FILTERS:
         raise PretrainedError(
             f"no ViViT image initialisation for {type(model).__name__}; known: {[c.__name__ for c in FILTERS]}"
@@ -225,12 +243,17 @@ def filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module, **options: 
 
 
 def expected_missing(model: nn.Module, **options: Any) -> list[str]:
-    """Keys an image ViT cannot provide for ``model``: the classifier and, for Model 2, the temporal parts."""
+    """Keys the image initialisation leaves fresh: the classifier; for Model 2 the temporal parts (and the
+    spatial CLS token unless ``cls_init="image"``); for Model 3 the temporal LayerNorms."""
     missing = ["head.*"] if isinstance(model.head, nn.Linear) else []
     if isinstance(model, ViViTFactorisedEncoder):
+        if options.get("cls_init", "fresh") == "fresh":
+            missing.append("cls_token")
         missing += ["temporal_cls_token", "temporal_pos_embed"]
         if options.get("temporal_init", "random") == "random":
             missing.append("temporal.*")
+    if isinstance(model, ViViTFactorisedSelfAttention):
+        missing.append("encoder.blocks.*.temporal_norm1.*")
     return missing
 
 
@@ -408,7 +431,7 @@ def create_from_image(
 ) -> nn.Module:
     """``create_model(name, **model_kwargs)`` initialised from an image ViT; ``inflation`` and
     ``temporal_init`` in ``kwargs`` go to the filter, everything else to the model."""
-    options = {k: kwargs.pop(k) for k in ("inflation", "temporal_init") if k in kwargs}
+    options = {k: kwargs.pop(k) for k in ("inflation", "temporal_init", "cls_init") if k in kwargs}
     return load_image_weights(create_model(name, **kwargs), source, **options)
 
 
