@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+import yaml
 
 from tests.conftest import REPO
 from video_transformers.cli import main, run_cli
@@ -104,6 +105,12 @@ def test_each_run_has_its_own_folder_and_last_finds_the_newest(embedded_root, tm
     assert resumed.trainer.ckpt_path == str(runs / "version_1/checkpoints/last.ckpt")
     assert resumed.trainer.default_root_dir == str(runs / "version_1")  # a resumed run stays in its folder
     assert resumed.trainer.global_step == 2 and not (runs / "version_2").exists()
+
+    saved = yaml.safe_load((runs / "version_0/config.yaml").read_text())  # names the run, but no folder
+    assert saved["run"]["name"] == "vivit_factorised" and saved["trainer"]["default_root_dir"] is None
+    assert saved["checkpoint"]["dirpath"] is None and saved["trainer"]["logger"]["init_args"]["save_dir"] is None
+    again = run_cli(["fit", "--config", str(runs / "version_0/config.yaml"), "--trainer.max_epochs", "1"])
+    assert again.trainer.default_root_dir == str(runs / "version_2")  # running a saved config is a new run
 
     named = _fit(embedded_root, "--run.name", "mine", "--run.root", str(tmp_path / "elsewhere"))
     assert named.trainer.default_root_dir == str(tmp_path / "elsewhere/mine/version_0")

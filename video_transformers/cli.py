@@ -147,7 +147,7 @@ class VideoTransformersCLI(LightningCLI):
             else:
                 self._fail(f"--ckpt_path {ckpt}: no {ckpt}.ckpt under {where}/checkpoints")
             ckpt = None if found is None else str(found)
-        self._ckpt_path, cfg.ckpt_path = ckpt, None
+        self._ckpt_arg, self._ckpt_path, cfg.ckpt_path = cfg.ckpt_path, ckpt, None
         if ckpt and Path(ckpt).is_file():
             self._merge_hparams(sub, ckpt, trust=bool(cfg.get("trust_checkpoint")))
         model = self.config[sub].model
@@ -179,34 +179,45 @@ class VideoTransformersCLI(LightningCLI):
             self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
 
     def before_instantiate_classes(self) -> None:
+        """Point the trainer, checkpoints and logger at the run folder. These values are put back after the
+        classes are built: the saved config.yaml names the run but no folder, so running it again is a new run."""
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
-        cfg.ckpt_path = self._ckpt_path
+        self._restore: dict[str, Any] = {}
+
+        def put(key: str, value: Any) -> None:
+            self._restore.setdefault(key, cfg[key])
+            cfg[key] = value
+
+        self._restore["ckpt_path"], cfg.ckpt_path = self._ckpt_arg, self._ckpt_path  # saved as given (last, ...)
         run = self._run_dir(self.subcommand, cfg)
-        name = cfg.run.name or default_name(self.argv)
+        cfg.run.name = name = cfg.run.name or default_name(self.argv)
         if cfg.trainer.default_root_dir is None:
-            cfg.trainer.default_root_dir = str(run)
-        for key in ("checkpoint", "last_checkpoint"):
-            if cfg[key].dirpath is None:
-                cfg[key].dirpath = str(run / "checkpoints")
+            put("trainer.default_root_dir", str(run))
+        for key in ("checkpoint.dirpath", "last_checkpoint.dirpath"):
+            if cfg[key] is None:
+                put(key, str(run / "checkpoints"))
         if cfg.trainer.logger is False and cfg.trainer.callbacks:  # nothing to log the learning rate to
             monitor = "lightning.pytorch.callbacks.LearningRateMonitor"
-            cfg.trainer.callbacks = [c for c in cfg.trainer.callbacks if c.get("class_path") != monitor] or None
-        loggers = cfg.trainer.logger if isinstance(cfg.trainer.logger, list) else [cfg.trainer.logger]
-        for logger in loggers:
-            if not isinstance(logger, Namespace) or not isinstance(logger.get("init_args"), Namespace):
-                continue
-            args = logger.init_args
-            if "save_dir" in args and args.save_dir is None:
-                args.save_dir = str(run)
+            put("trainer.callbacks", [c for c in cfg.trainer.callbacks if c.get("class_path") != monitor] or None)
+        logger = cfg.trainer.logger  # one logger (a list is left as configured)
+        if isinstance(logger, Namespace) and isinstance(logger.get("init_args"), Namespace):
+            if "save_dir" in logger.init_args and logger.init_args.save_dir is None:
+                put("trainer.logger.init_args.save_dir", str(run))
             if logger.class_path == f"{WandbLogger.__module__}.WandbLogger":
                 suffix = "" if self.subcommand == "fit" else f"-{self.subcommand}"
-                args.name = args.get("name") or f"{name}/{run.name}{suffix}"
-                args.tags = args.get("tags") or [cfg.model.backbone, cfg.data.dataset]
+                if not logger.init_args.get("name"):
+                    put("trainer.logger.init_args.name", f"{name}/{run.name}{suffix}")
+                if not logger.init_args.get("tags"):
+                    put("trainer.logger.init_args.tags", [cfg.model.backbone, cfg.data.dataset])
         prefix = "" if self.subcommand == "fit" else f"{self.subcommand}_"  # an evaluation beside its run
         self.save_config_kwargs["config_filename"] = f"{prefix}config.yaml"
         rank_zero_info(f"vt {self.subcommand}: run folder {run}")
+
+    def after_instantiate_classes(self) -> None:
+        for key, value in getattr(self, "_restore", {}).items():
+            self.config[self.subcommand][key] = value
 
     def _run_dir(self, sub: str, cfg: Namespace) -> Path:
         """``--run.dir`` (or ``--trainer.default_root_dir``); else the run a checkpoint comes from (resume in place,
