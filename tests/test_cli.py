@@ -154,3 +154,18 @@ def test_checkpoints_of_another_class_count_or_architecture_are_refused(embedded
     err = capsys.readouterr().err
     assert e.value.code == 2
     assert "holds a vivit_base_factorised_encoder_16x2 model" in err and "timesformer_base_divided_8x224" in err
+
+
+def test_configs_build_on_bases_relative_to_them(tmp_path, capsys):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes/r.yaml").write_text("model:\n  label_smoothing: 0.3\ndata:\n  batch_size: 5\n")
+    (tmp_path / "m.yaml").write_text("base: recipes/r.yaml\ndata:\n  batch_size: 7\n")  # the file wins over its base
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(tmp_path / "m.yaml"), "--print_config"])
+    out = yaml.safe_load(capsys.readouterr().out)
+    assert e.value.code == 0 and out["model"]["label_smoothing"] == 0.3 and out["data"]["batch_size"] == 7
+    assert out["base"] is None  # applied: the printed config stands alone
+    (tmp_path / "recipes/r.yaml").write_text("base: ../m.yaml\n")
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(tmp_path / "m.yaml"), "--print_config"])
+    assert e.value.code == 2 and "a cycle" in capsys.readouterr().err

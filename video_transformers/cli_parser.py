@@ -18,12 +18,17 @@ class ConfigFile(ActionConfigFile):
     """``--config FILE``: FILE's ``base`` configs (a path or a list, relative to FILE) first, then FILE."""
 
     def __call__(self, parser, cfg, values, option_string=None):  # noqa: ANN001, ANN204 (argparse signature)
-        path = Path(str(values))
+        self._apply(parser, cfg, str(values), ())
+
+    def _apply(self, parser, cfg, value: str, chain: tuple[Path, ...]) -> None:  # noqa: ANN001 (jsonargparse)
+        path = Path(value)
         loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
         bases = loaded.get("base") if isinstance(loaded, dict) else None
         for base in [bases] if isinstance(bases, str) else bases or []:
-            self(parser, cfg, str(path.parent / base), option_string)
-        self.apply_config(parser, cfg, self.dest, values)
+            if (path.parent / base).resolve() in chain + (path.resolve(),):
+                raise TypeError(f"{path}: base {base} is a config that builds on this one (a cycle)")
+            self._apply(parser, cfg, str(path.parent / base), chain + (path.resolve(),))
+        self.apply_config(parser, cfg, self.dest, value)
         if "base" in cfg:
             cfg["base"] = None  # applied: a saved or printed config is complete without it
 
