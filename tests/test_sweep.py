@@ -188,5 +188,5 @@ def test_every_shipped_sweep_completes_a_one_step_run(path, embedded_root, tmp_p
     assert sweep_cmd.main([*argv, *(a for o in overrides for a in ("--override", o))]) == 0, capsys.readouterr().out
     (row,) = list(csv.DictReader(open(out / "results.csv")))
     assert row["status"] == "ok" and 0.0 <= float(row["test_acc1"]) <= 1.0
-    ckpt = next(out.glob("00_*/version_0/checkpoints/best.ckpt"))
+    ckpt = next(out.glob("00_*/version_0/checkpoints/last.ckpt"))  # the profile keeps last.ckpt only
     assert row["checkpoint"] == str(ckpt) and (ckpt.parent / "test_summary.json").is_file()
