@@ -58,6 +58,7 @@ def _launch_two_nodes(args: list[str], out: Path, cwd: Path) -> None:
     for node in (0, 1):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port),
+               "--rdzv-id", "job1",  # a job id shared by the launchers: every rank writes runs/<name>/job_job1
                "-m", "video_transformers.cli", *args]  # fmt: skip
         log = open(cwd / f"node{node}.log", "w")  # noqa: SIM115 (closed below)
         procs.append((subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
@@ -94,7 +95,7 @@ def test_two_nodes_disjoint_videos_identical_weights_and_resume(embedded_root, t
     assert sorted(seen[0] + seen[1]) == list(range(24))
     assert ranks[0]["weights"] == ranks[1]["weights"]
 
-    ckpt = tmp_path / "runs/vivit_factorised/checkpoints/last.ckpt"
+    ckpt = tmp_path / "runs/vivit_factorised/job_job1/checkpoints/last.ckpt"
     assert ckpt.is_file()
     _launch_two_nodes([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"], out, tmp_path)
     resumed = [json.loads((out / f"rank{r}_step6.json").read_text()) for r in (0, 1)]
