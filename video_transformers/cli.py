@@ -105,6 +105,8 @@ EXTRA_COMMANDS = {
     "predict": "video_transformers.commands.predict",  # with --config: the Trainer's predict loop
     "explain": "video_transformers.commands.explain",
     "export": "video_transformers.commands.export",
+    "features": "video_transformers.commands.features",
+    "compare": "video_transformers.commands.compare",
 }
 
 
