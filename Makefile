@@ -29,7 +29,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_models.py $(BENCH_ARGS)
-	$(BIN)/python benchmarks/bench_data.py --out runs/bench_data.json
+	$(BIN)/python benchmarks/bench_data.py --out runs/bench_data
 	$(BIN)/python benchmarks/bench_precision.py  # needs the make demo checkpoint; says so and skips without it
 
 clean:

@@ -42,6 +42,42 @@ def test_resize_resumable_with_failures_listed(tmp_path, capsys):
     assert (dst / "train/a/big.mp4").stat().st_mtime_ns == before
 
 
+def _keyframes(path):
+    """Indices of the keyframe packets of ``path``'s video stream, and the stream's codec and rate."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        keys = [p.is_keyframe for p in c.demux(stream) if p.size]
+        return [i for i, k in enumerate(keys) if k], len(keys), stream.codec_context.name, stream.average_rate
+
+
+def test_resize_keyframe_interval_fps_and_codec(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_video(src / "a.mp4", size=(48, 64), num_frames=40)
+    assert _keyframes(src / "a.mp4")[0] == [0]  # libx264's default GOP (250) is longer than the video
+    # --short-side 0 keeps the size; a re-encode option re-encodes a video that needs no resizing
+    assert main(["resize", str(src), str(tmp_path / "k4"), "--short-side", "0", "--keyframe-interval", "4"]) == 0
+    assert "1 re-encoded at their size" in capsys.readouterr().out
+    keys, n, codec, _ = _keyframes(tmp_path / "k4/a.mp4")
+    assert (keys, n, codec) == (list(range(0, 40, 4)), 40, "h264")
+    assert main(["resize", str(src), str(tmp_path / "f"), "--short-side", "32", "--fps", "5", "--codec", "vp9"]) == 0
+    keys, n, codec, rate = _keyframes(tmp_path / "f/a.mp4")
+    assert (n, codec, rate) == (20, "vp9", 5)  # 4 s at 10 fps -> 20 frames at 5 fps
+    info = probe(tmp_path / "f/a.mp4")
+    assert (info.width, info.height) == (42, 32)
+
+
+def test_resize_rejects_bad_encode_options(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    for bad, says in [
+        (["--codec", "nope"], "--codec nope: FFmpeg has no encoder 'nope'"),
+        (["--keyframe-interval", "0"], "--keyframe-interval must be >= 1"),
+        (["--fps", "-1"], "--fps must be > 0"),
+        (["--short-side", "1"], "--short-side must be >= 2"),
+    ]:
+        assert main(["resize", str(tmp_path / "src"), str(tmp_path / "dst"), *bad]) == 2
+        assert says in capsys.readouterr().err
+
+
 def _audio_only(path):
     with av.open(str(path), "w") as c:
         stream = c.add_stream("aac", rate=16000)

@@ -136,6 +136,8 @@ def data_set(data_args: dict[str, Any], split: str, trainer: L.Trainer | None) -
     args = dict(data_args)
     args["test_split"] = args.get(f"{split}_split", split)  # train, or the annotation split of val / test
     dm = VideoDataModule(**args)
+    if getattr(dm, "shards", None) is not None:
+        raise ValueError("vt features reads videos from files (data.source: files); data.source: stream is not supported")
     dm.trainer = trainer
     dm.prepare_data()
     scan_problems: list[str] = []
@@ -146,7 +148,7 @@ def data_set(data_args: dict[str, Any], split: str, trainer: L.Trainer | None) -
         scan_problems = scan.blocking()
     h = dm.hparams
     clip = {k: h[k] for k in ("sampling", "num_frames", "sampling_rate", "fps", "crop_size", "eval_short_side")}
-    clip |= {"mean": list(h.mean), "std": list(h.std), "decoder": h.decoder}
+    clip |= {"mean": list(h.mean), "std": list(h.std), "decoder": getattr(dm, "decoder", h.decoder)}
     settings = {"clip": clip, "dataset": {"name": h.dataset, "root": str(dm.root), "split": split}}
     return FeatureSet(dataset, list(dm.class_names), scan_problems, settings)
 

@@ -29,8 +29,9 @@ from video_transformers.data.errors import VideoDataError
 from video_transformers.data.formats import get_format
 from video_transformers.data.inflight import ReportingDataLoader
 from video_transformers.data.sampling import ClipSampler, Sampling, parse_sampling
+from video_transformers.data.streaming import ShardSet, StreamedItem
 from video_transformers.data.transforms import EvalTransform, MixupCutmix, TrainTransform, label_swap_map
-from video_transformers.data.video import VideoInfo, check_decoder
+from video_transformers.data.video import VideoInfo, check_decoder, resolve_decoder
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class VideoDataModule(L.LightningDataModule):
             SSv2 tests, whose test labels are withheld; ``test`` for validation on UCF101 / HMDB51).
         sampling: ``time`` (``num_frames * sampling_rate / fps`` seconds), ``stride`` or ``"8x32"`` (frame
             strides), ``uniform`` or ``"u8"`` (TSN segments), or ``timesformer`` / ``vivit`` / ``uniformerv2``.
-        decoder: ``pyav`` (default), or the optional ``decord`` / ``torchcodec``.
+        decoder: ``pyav`` (default), or the optional ``decord`` / ``torchcodec``, or ``torchcodec_cuda`` (NVDEC: frames
+            decoded and augmented on the rank's GPU, loader workers spawned; the CPU with one warning without one).
         crop_size: side of the square input; ``train_crop`` is ``scale_jitter`` (random short side in
             ``train_short_side``, random crop) or ``random_resized`` (``rrc_scale``, ``rrc_ratio``);
             ``eval_short_side`` is the short side before evaluation crops.
@@ -77,6 +79,11 @@ class VideoDataModule(L.LightningDataModule):
             row is a bad row naming the file and row.
         loader_timeout: seconds a worker may take for one batch before the run stops with an error naming the
             videos being decoded (a hung decoder); 0 waits forever. Needs ``num_workers > 0``.
+        source: ``files`` (default: the videos under ``root``) or ``stream``: ``root`` is a shard set made by
+            ``vt data shard`` (a folder or ``s3://bucket/prefix``), streamed through LitData
+            (:mod:`video_transformers.data.streaming`); class names come from its manifest and ``dataset`` is not read.
+        endpoint_url: the S3-compatible endpoint of a streamed ``s3://`` root (MinIO, Ceph, R2); AWS when unset.
+        stream_cache: local folder for downloaded chunks (default: LitData's cache folder).
     """
 
     def __init__(
@@ -88,7 +95,7 @@ class VideoDataModule(L.LightningDataModule):
         val_split: str = "val",
         test_split: str = "test",
         sampling: str = "time",
-        decoder: Literal["pyav", "decord", "torchcodec"] = "pyav",
+        decoder: Literal["pyav", "decord", "torchcodec", "torchcodec_cuda"] = "pyav",
         num_frames: int = 8,
         sampling_rate: int = 2,
         fps: float = 16.0,
@@ -120,8 +127,17 @@ class VideoDataModule(L.LightningDataModule):
         cache_videos: bool = False,
         allow_outside_root: bool = False,
         loader_timeout: float = 600.0,
+        source: Literal["files", "stream"] = "files",
+        endpoint_url: str | None = None,
+        stream_cache: str | None = None,
     ) -> None:
         super().__init__()
+        if source not in ("files", "stream"):
+            raise ValueError(f"data.source must be 'files' or 'stream'; got {source!r}")
+        if source == "stream" and root is None:
+            raise ValueError(
+                "data.root is required when data.source is 'stream' (the folder or s3:// URL of the shards)"
+            )
         if dataset != "embedded" and root is None:
             raise ValueError(f"data.root is required when data.dataset is {dataset!r}")
         for name, value in dict(
@@ -150,14 +166,16 @@ class VideoDataModule(L.LightningDataModule):
             raise ValueError(f"data.random_erasing is a probability; got {random_erasing}")
         self.sampling: Sampling = parse_sampling(sampling, num_frames=num_frames, sampling_rate=sampling_rate)
         check_decoder(decoder)
+        self.decoder = resolve_decoder(decoder)  # torchcodec_cuda without a usable GPU: torchcodec, one warning
         self.save_hyperparameters()
         self.dataset = dataset
         self.root = Path(root) if root is not None else (synthetic.default_root() if dataset == "embedded" else None)
         self.format = get_format(dataset, split_id=split_id)
         self.num_frames, self.crop_size = num_frames, crop_size
         self.clip_duration = num_frames * sampling_rate / fps
+        self.shards = ShardSet(root, endpoint_url=endpoint_url, cache_dir=stream_cache) if source == "stream" else None
         with recording_reads() as self.class_files:  # {path: sha256} of the class list, for vt test's report
-            self.class_names = self.format.class_names(self.root)
+            self.class_names = self.shards.class_names if self.shards else self.format.class_names(self.root)
         self.num_classes = len(self.class_names)
         self.label_swap = label_swap_map(hflip_label_pairs, self.class_names)
         if rand_augment:
@@ -186,7 +204,7 @@ class VideoDataModule(L.LightningDataModule):
 
     # -- preparation --------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        if self.dataset == "embedded":
+        if self.dataset == "embedded" and self.shards is None:
             self._build_embedded()
 
     def _build_embedded(self) -> None:
@@ -266,6 +284,22 @@ class VideoDataModule(L.LightningDataModule):
             return tuple(mean), tuple(std)
         return KINETICS_MEAN, KINETICS_STD
 
+    def _train_transform(self) -> TrainTransform:
+        h = self.hparams
+        return TrainTransform(
+            crop_size=h.crop_size,
+            short_side=tuple(h.train_short_side),
+            hflip=h.hflip,
+            mean=h.mean,
+            std=h.std,
+            crop=h.train_crop,
+            rrc_scale=tuple(h.rrc_scale),
+            rrc_ratio=tuple(h.rrc_ratio),
+            swap=self.label_swap,
+            rand_augment=h.rand_augment,
+            random_erasing=h.random_erasing,
+        )
+
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         mean, std = self.normalisation()
@@ -276,25 +310,17 @@ class VideoDataModule(L.LightningDataModule):
         for split in splits.get(stage or "fit", ("train", "val", "test")):
             if split in self._datasets:
                 continue
-            source = ClipSource(*self.checked_split(split), self.clip_duration, cache=h.cache_videos, decoder=h.decoder)
+            if self.shards is not None:
+                self._datasets[split] = self.shards.dataset(split, self._streamed_item(split, evaluate))
+                continue
+            source = ClipSource(
+                *self.checked_split(split), self.clip_duration, cache=h.cache_videos, decoder=self.decoder
+            )
             if split == "train":
-                train = TrainTransform(
-                    crop_size=h.crop_size,
-                    short_side=tuple(h.train_short_side),
-                    hflip=h.hflip,
-                    mean=mean,
-                    std=std,
-                    crop=h.train_crop,
-                    rrc_scale=tuple(h.rrc_scale),
-                    rrc_ratio=tuple(h.rrc_ratio),
-                    swap=self.label_swap,
-                    rand_augment=h.rand_augment,
-                    random_erasing=h.random_erasing,
-                )
                 self._datasets[split] = TrainClipDataset(
                     source,
                     num_frames=h.num_frames,
-                    transform=train,
+                    transform=self._train_transform(),
                     sampling=self.sampling,
                     repeats=h.repeated_aug,
                     skip_bad=skip,
@@ -314,9 +340,26 @@ class VideoDataModule(L.LightningDataModule):
         if skip and trainer is not None and not any(isinstance(c, SkippedVideoReport) for c in trainer.callbacks):
             trainer.callbacks.append(SkippedVideoReport())
 
+    def _streamed_item(self, split: str, evaluate: EvalTransform) -> StreamedItem:
+        """What a streamed video becomes in ``split``: the same sampler and transforms as files on disk."""
+        h = self.hparams
+        common = dict(
+            clip_duration=self.clip_duration, decoder=self.decoder, sampling=self.sampling, num_frames=h.num_frames
+        )
+        where = self.shards.store.join(split)
+        if split == "train":
+            return StreamedItem(where, **common, transform=self._train_transform(), train=True, repeats=h.repeated_aug)
+        clips, crops = (h.val_clips, h.val_crops) if split == "val" else (h.test_clips, h.test_crops)
+        return StreamedItem(where, **common, transform=evaluate, train=False, num_clips=clips, num_crops=crops)
+
     # -- loaders ------------------------------------------------------------------------------------
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         h = self.hparams
+        if self.shards is not None:
+            size = h.batch_size if train else (h.eval_batch_size or h.batch_size)
+            return self.shards.loader(
+                self._datasets[split], batch_size=size, num_workers=h.num_workers, timeout=h.loader_timeout
+            )
         return ReportingDataLoader(
             self._datasets[split],
             inflight=self._datasets[split].source.inflight,
@@ -328,6 +371,8 @@ class VideoDataModule(L.LightningDataModule):
             timeout=h.loader_timeout if h.num_workers > 0 else 0.0,
             pin_memory=False,
             collate_fn=collate_repeated if train and h.repeated_aug > 1 else None,
+            # CUDA cannot be used in forked workers once the trainer has initialised it
+            multiprocessing_context="spawn" if self.decoder == "torchcodec_cuda" and h.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -341,6 +386,14 @@ class VideoDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: where a streamed training epoch stands (files on disk need no state)."""
+        return self.shards.state_dict() if self.shards is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.shards is not None:
+            self.shards.load_state_dict(state)
 
     # -- per batch: run-time skips, mixup -----------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

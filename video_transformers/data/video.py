@@ -17,19 +17,26 @@ Every reader picks frames the same way, whatever the backend and whether the vid
 naming what is missing). :func:`read_slots` decodes only the frames at the slots asked for: PyAV seeks to the
 keyframe before each group of wanted frames and decodes forward, and a per-frame function (the evaluation
 resize) runs as each frame arrives, so memory is bounded by the clip, not the video. ``decoder`` selects PyAV
-(default) or the optional decord / torchcodec backends (:data:`BACKENDS`).
+(default) or the optional decord / torchcodec backends (:data:`BACKENDS`), or ``torchcodec_cuda``: torchcodec's
+NVDEC decoder, the frames decoded on the GPU the rank trains on (``cuda:$LOCAL_RANK``); where CUDA or NVDEC is
+missing, :func:`resolve_decoder` says so once and torchcodec decodes on the CPU. The readers accept a path or a
+file-like object holding the encoded video (a shard's bytes in memory; its ``str()`` names it in errors).
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
+import io
 import logging
 import math
+import os
 import stat
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -106,7 +113,7 @@ def probe(path: str | Path) -> VideoInfo:
     path = Path(path)
     check_file(path)
     try:
-        with av.open(str(path)) as container:
+        with av.open(_input(path)) as container:
             if not container.streams.video:
                 kind = "audio_only" if container.streams.audio else "unreadable"
                 raise VideoDataError(f"{path}: no video stream (audio-only or not a video)", kind=kind)
@@ -208,7 +215,7 @@ def _decode_tail(container: av.container.InputContainer, stream: av.video.stream
 
 
 # -- decoding frames at slots --------------------------------------------------------------------------------
-DECODERS = ("pyav", "decord", "torchcodec")
+DECODERS = ("pyav", "decord", "torchcodec", "torchcodec_cuda")
 
 
 def check_decoder(decoder: str) -> None:
@@ -216,20 +223,78 @@ def check_decoder(decoder: str) -> None:
     if decoder not in DECODERS:
         raise ValueError(f"data.decoder must be one of {DECODERS}; got {decoder!r}")
     if decoder != "pyav":
+        package = decoder.removesuffix("_cuda")
         try:
-            importlib.import_module(decoder)
+            importlib.import_module(package)
         except ImportError as e:
             raise VideoDataError(
-                f"data.decoder={decoder!r} needs the {decoder} package, which is not installed"
-                f" (pip install {decoder}); the default decoder is 'pyav'",
+                f"data.decoder={decoder!r} needs the {package} package, which is not installed"
+                f" (pip install {package}); the default decoder is 'pyav'",
                 kind="annotation",
             ) from e
-    if decoder == "torchcodec" and not _torchcodec_has_ffmpeg():
+    if decoder.startswith("torchcodec") and not _torchcodec_has_ffmpeg():
         raise VideoDataError(
             "data.decoder='torchcodec': torchcodec is installed but cannot load FFmpeg's shared libraries"
             " (it needs FFmpeg 4-7 on the system, e.g. apt-get install ffmpeg); the default decoder is 'pyav'",
             kind="annotation",
         )
+
+
+def cuda_decode_device() -> str:
+    """The GPU this process trains on: ``cuda:$LOCAL_RANK`` (set by Lightning's DDP and torchrun), else the
+    current device."""
+    rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(rank) if rank is not None else torch.cuda.current_device()}"
+
+
+def resolve_decoder(decoder: str) -> str:
+    """``decoder``, except that ``torchcodec_cuda`` becomes ``torchcodec`` (CPU), with one warning, when CUDA is
+    unavailable or torchcodec cannot decode on it (no NVDEC, a CPU-only build): checked by decoding a 2-frame
+    H.264 clip on the device."""
+    if decoder != "torchcodec_cuda":
+        return decoder
+    if not torch.cuda.is_available():
+        reason = "CUDA is not available"
+    else:
+        try:
+            info = VideoInfo(duration=0.2, fps=10.0, width=64, height=64, frames=2)
+            list(_read_torchcodec(_probe_clip(), [0, 1], info, 64, device=cuda_decode_device()))
+            return decoder
+        except Exception as e:  # torchcodec raises RuntimeError / ValueError by version and build
+            reason = f"torchcodec cannot decode on {cuda_decode_device()} ({type(e).__name__}: {e})"
+    warnings.warn(f"data.decoder='torchcodec_cuda': {reason}; decoding on the CPU with torchcodec", stacklevel=2)
+    return "torchcodec"
+
+
+class VideoBytes(io.BytesIO):
+    """An encoded video in memory that prints as its name (errors name the video)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _probe_clip() -> VideoBytes:
+    """A 2-frame 64 x 64 H.264 clip in memory (what NVDEC must decode for ``torchcodec_cuda`` to be used)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(2):
+            c.mux(s.encode(av.VideoFrame(64, 64, "yuv420p")))
+        c.mux(s.encode())
+    return VideoBytes(buffer.getvalue(), "<2-frame probe clip>")
+
+
+def _input(path: str | Path | BinaryIO) -> str | BinaryIO:
+    """What a decoder opens: a file name, or the file-like object itself, rewound."""
+    if hasattr(path, "read"):
+        path.seek(0)
+        return path
+    return str(path)
 
 
 def _torchcodec_has_ffmpeg() -> bool:
@@ -257,7 +322,7 @@ def read_slots(
     clamped = [min(max(int(s), 0), max(info.frames, 1) - 1) for s in slots]
     wanted = sorted(set(clamped))
     try:
-        got = BACKENDS[decoder](Path(path), wanted, info, seek_gap)
+        got = BACKENDS[decoder](path if hasattr(path, "read") else Path(path), wanted, info, seek_gap)
         out: dict[int, torch.Tensor] = {}
         done: dict[int, torch.Tensor] = {}  # one conversion per decoded frame shown at several slots
         for slot, key, image in got:
@@ -341,7 +406,7 @@ def iter_pyav(
     target = next(it, None)
     if target is None:
         return
-    with av.open(str(path)) as container:
+    with av.open(_input(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         shown: tuple[int, av.VideoFrame] | None = None
@@ -419,7 +484,7 @@ def _read_decord(
     64x48 px rotated: "from_size == to_size"); that error reaches the caller with the file's name."""
     import decord
 
-    reader = decord.VideoReader(str(path), num_threads=1)
+    reader = decord.VideoReader(_input(path), num_threads=1)
     n = len(reader)
     if n == 0:
         raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
@@ -433,13 +498,13 @@ def _read_decord(
 
 
 def _read_torchcodec(
-    path: Path, slots: list[int], info: VideoInfo, seek_gap: int
+    path: Path, slots: list[int], info: VideoInfo, seek_gap: int, device: str = "cpu"
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """torchcodec applies the display matrix itself; ``get_frames_played_at(t)`` is the frame with the last
     timestamp ``<= t``, so slot ``s`` asks just before ``start + (s + 0.5) / r`` (see the module docstring)."""
     from torchcodec.decoders import VideoDecoder
 
-    dec = VideoDecoder(str(path), seek_mode="exact", dimension_order="NCHW")
+    dec = VideoDecoder(_input(path), seek_mode="exact", dimension_order="NCHW", device=device)
     meta = dec.metadata
     if not meta.num_frames:
         raise VideoDataError(f"{path}: decoded 0 frames", kind="zero_frames")
@@ -450,4 +515,16 @@ def _read_torchcodec(
     yield from zip(slots, keys, batch.data, strict=True)
 
 
-BACKENDS: dict[str, Backend] = {"pyav": _read_pyav, "decord": _read_decord, "torchcodec": _read_torchcodec}
+def _read_torchcodec_cuda(
+    path: Path, slots: list[int], info: VideoInfo, seek_gap: int
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """torchcodec on NVDEC: the frames stay on ``cuda:$LOCAL_RANK``."""
+    return _read_torchcodec(path, slots, info, seek_gap, device=cuda_decode_device())
+
+
+BACKENDS: dict[str, Backend] = {
+    "pyav": _read_pyav,
+    "decord": _read_decord,
+    "torchcodec": _read_torchcodec,
+    "torchcodec_cuda": _read_torchcodec_cuda,
+}

@@ -127,7 +127,8 @@ def build_report(trainer: L.Trainer, pl_module: L.LightningModule, predictions: 
             "eval_short_side": h.eval_short_side,
             "mean": list(h.mean) if h.mean is not None else None,
             "std": list(h.std) if h.std is not None else None,
-            "decoder": h.decoder,
+            "decoder": getattr(dm, "decoder", h.decoder),  # the one in use (a CUDA decoder may fall back to CPU)
+            "source": h.get("source", "files"),
         },
         "precision": str(trainer.precision),
         "devices": {"accelerator": type(trainer.accelerator).__name__, "world_size": trainer.world_size},
