@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -95,6 +96,11 @@ def test_paths_mode_embeds_vt_predicts_views(checkpoint, embedded_root, tmp_path
                               crops=1)[0]), pre_logits=True) for f in files])  # fmt: skip
     torch.testing.assert_close(feats, expected, rtol=1e-5, atol=1e-5)
     assert [r["path"] for r in rows] == [str(files[0])] * 2 + [str(files[1])] * 2 and rows[0]["label"] == ""
+
+    npy = tmp_path / "npy"
+    assert main([*args[:-1], str(npy), "--format", "npy"]) == 0
+    assert torch.equal(torch.from_numpy(np.load(npy / "shard_00000.npy")), feats)
+    assert (npy / "index.csv").read_text() == (out / "index.csv").read_text()
 
 
 def test_block_and_token_layers_follow_the_models_methods():

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from video_transformers.lit.report import REPORT
+from video_transformers.lit.test_report import REPORT
 
 NOT_COMPARED = ("created", "command")
 WIDTH = 36

@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
         raise ValueError("--trainer.strategy: vt features takes a strategy by name (auto, ddp, ...)")
     source = Path(args.ckpt_path)
     settings = {
-        "checkpoint": str(args.ckpt_path),
+        "checkpoint": str(source.resolve()) if source.exists() else str(args.ckpt_path),
         "checkpoint_sha256": file_sha256(source) if source.is_file() else None,
         "model": getattr(lm.model, "model_name", "") or type(lm.model).__name__,
         "layer": layer.name,
@@ -226,6 +226,7 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
     )
     with warnings.catch_warnings():  # batches are dataset items: the writer reads indices from the batch itself
         warnings.filterwarnings("ignore", message=".*infer the batch indices")
+        warnings.filterwarnings("ignore", message=".*across ranks is zero")  # every shard already written
         trainer.predict(FeatureExtractor(lm.model, layer), datamodule=data, return_predictions=False)
     plan = data.plan
     done = finished_shards(args.out, plan, FORMATS[args.format])

@@ -36,7 +36,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from video_transformers.lit.report import TestReport
+from video_transformers.lit.test_report import TestReport
 
 log = logging.getLogger(__name__)
 
@@ -420,5 +420,5 @@ TRACKING_CALLBACKS: dict[str, type[Callback]] = {
     "report": EvaluationReport,
     "resume_state": ResumeState,
     "preemption": PreemptionCheckpoint,
-    "test_report": TestReport,  # lit/report.py: test_report.json beside test_predictions.csv
+    "test_report": TestReport,  # lit/test_report.py: test_report.json beside test_predictions.csv
 }
