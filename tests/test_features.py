@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import runpy
 import signal
 import subprocess
 import sys
@@ -45,7 +47,7 @@ def tiny(name: str, **kw) -> torch.nn.Module:
 
 
 # -- the same numbers as the model's own methods -------------------------------------------------------------
-def test_features_equal_pre_logits_on_vt_test_clips(checkpoint, embedded_root, tmp_path):
+def test_features_equal_pre_logits_on_vt_test_clips(checkpoint, embedded_root, tmp_path, monkeypatch, capsys):
     """The data module's test split, cut as `vt test` cuts it (2 clips x 3 crops), through
     forward_head(forward_features(x), pre_logits=True); per view and pooled per video."""
     from video_transformers.data import VideoDataModule
@@ -79,6 +81,11 @@ def test_features_equal_pre_logits_on_vt_test_clips(checkpoint, embedded_root, t
     means, prow = read_folder(pooled)
     torch.testing.assert_close(means, expected.reshape(12, 6, -1).mean(1), rtol=1e-5, atol=1e-5)
     assert [r["path"] for r in prow] == [str(r.path) for r in records] and prow[0]["view"] == "mean of 2x3"
+
+    # the README's linear probe reads these folders (here trained and tested on the same 12 videos)
+    monkeypatch.setattr(sys, "argv", ["linear_probe.py", str(pooled), str(pooled)])
+    runpy.run_path(str(REPO / "examples" / "linear_probe.py"), run_name="__main__")
+    assert re.search(r"linear probe on 32-d features: train top-1 [\d.]+% \(12 rows\)", capsys.readouterr().out)
 
 
 def test_paths_mode_embeds_vt_predicts_views(checkpoint, embedded_root, tmp_path, capsys):
@@ -209,7 +216,7 @@ def test_killed_runs_resume_byte_identical(checkpoint, embedded_root, tmp_path):
     last = subprocess.run(_cmd(checkpoint, embedded_root, out), env=_env(), cwd=REPO, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert last.returncode == 0, last.stderr[-3000:]
-    assert f"({after_kill} were already done)" in last.stdout
+    assert f"({after_kill} already done)" in last.stdout
     names = sorted(p.name for p in ref.iterdir())
     assert sorted(p.name for p in out.iterdir()) == names  # no temporary files left behind
     for name in names:

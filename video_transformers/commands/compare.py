@@ -21,6 +21,7 @@ from video_transformers.lit.test_report import REPORT
 
 NOT_COMPARED = ("created", "command")
 WIDTH = 36
+KEY_WIDTH = 48
 
 
 def find_report(path: Path) -> Path:
@@ -59,11 +60,15 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def clip(text: str, width: int) -> str:
+    """``text`` shortened in the middle to ``width`` characters."""
+    return text if len(text) <= width else text[: (width - 3) // 2] + "..." + text[-(width - 3 - (width - 3) // 2) :]
+
+
 def show(value: Any) -> str:  # noqa: ANN401
     if isinstance(value, list) and (len(value) > 4 or any(isinstance(v, dict | list) for v in value)):
         return f"[{len(value)} entries]"
-    text = "-" if value is None else value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= WIDTH else text[: WIDTH // 2 - 1] + "..." + text[-(WIDTH // 2 - 2) :]
+    return clip("-" if value is None else value if isinstance(value, str) else json.dumps(value), WIDTH)
 
 
 def list_difference(a: Any, b: Any, limit: int = 5) -> list[str]:  # noqa: ANN401
@@ -84,22 +89,17 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, only_diff: bool = False) ->
     """Table lines and the differing keys."""
     fa, fb = flatten(a), flatten(b)
     keys = list(fa) + [k for k in fb if k not in fa]
-    width = max(len(k) for k in keys) if keys else 10
+    differ = [k for k in keys if fa.get(k) != fb.get(k) and k.split(".")[0] not in NOT_COMPARED]
+    shown = differ if only_diff else keys
+    width = min(max((len(k) for k in shown), default=5), KEY_WIDTH)
     lines = [f"  {'field':<{width}}  {'A':<{WIDTH}}  B", f"  {'-' * width}  {'-' * WIDTH}  {'-' * WIDTH}"]
-    differ = []
-    for key in keys:
+    for key in shown:
         va, vb = fa.get(key), fb.get(key)
-        ignored = key.split(".")[0] in NOT_COMPARED
-        different = va != vb and not ignored
-        if different:
-            differ.append(key)
-        if only_diff and not different:
-            continue
-        mark = "!" if different else " "
+        mark = "!" if key in differ else " "
         sa = show(va) if key in fa else "(absent)"
         sb = show(vb) if key in fb else "(absent)"
-        lines.append(f"{mark} {key:<{width}}  {sa:<{WIDTH}}  {sb}")
-        if different:
+        lines.append(f"{mark} {clip(key, width):<{width}}  {sa:<{WIDTH}}  {sb}")
+        if key in differ:
             lines += list_difference(va, vb)
     return lines, differ
 

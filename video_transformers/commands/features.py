@@ -137,7 +137,9 @@ def data_set(data_args: dict[str, Any], split: str, trainer: L.Trainer | None) -
     args["test_split"] = args.get(f"{split}_split", split)  # train, or the annotation split of val / test
     dm = VideoDataModule(**args)
     if getattr(dm, "shards", None) is not None:
-        raise ValueError("vt features reads videos from files (data.source: files); data.source: stream is not supported")
+        raise ValueError(
+            "vt features reads videos from files (data.source: files); data.source: stream is not supported"
+        )
     dm.trainer = trainer
     dm.prepare_data()
     scan_problems: list[str] = []
@@ -234,10 +236,12 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
         return 0
     merge_index(args.out, plan)
     rows = plan.num_videos * (1 if args.pool != "none" else plan.views)
-    per_video = f"{args.pool} of {plan.views} views" if args.pool != "none" else f"{plan.views} views"
+    views = f"{plan.views} view{'s' * (plan.views > 1)}"
+    per_video = f"{args.pool} of {views}" if args.pool != "none" else views
     print(
         f"wrote {rows:,} embeddings ({plan.num_videos:,} videos x {per_video}; {layer.describe()}) in "
-        f"{plan.num_shards} shards to {args.out}/ ({len(data.done)} were already done); index: {args.out / INDEX}"
+        f"{plan.num_shards} shard{'s' * (plan.num_shards > 1)} to {args.out}/ ({len(data.done)} already done);"
+        f" index: {args.out / INDEX}"
     )
     if data.data.left_out:
         print(f"{len(data.data.left_out)} listed videos were left out (see the warnings above)")
