@@ -52,6 +52,17 @@ def test_maps_are_probability_distributions(name):
     assert all(m.last_attn is None and not m.keep_attn for m in model.modules() if hasattr(m, "keep_attn"))
 
 
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time"])
+def test_timesformer_rollout_follows_the_clip_size(attention_type):
+    """TimeSformer runs at sizes other than its construction (vit.py:255-287): rollout uses the clip's grid."""
+    torch.manual_seed(0)
+    name = "timesformer_base_divided_8x224"
+    model = create_model(name, **get_entry(name).tiny, num_classes=5, attention_type=attention_type)
+    result, _ = explain(model, torch.randn(1, 3, 6, 48, 40))  # built for 4 frames at 32 px, patch 8
+    assert result.spatial.shape == (6, 6, 5) and result.temporal.shape == (6,) and result.frames_per_index == 1
+    torch.testing.assert_close(result.joint.sum(), torch.tensor(1.0))
+
+
 def test_unsupported_variant_is_named():
     name = "uniformerv2_b16_8x224"
     model = create_model(name, **get_entry(name).tiny, num_classes=3)

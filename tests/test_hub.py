@@ -367,6 +367,27 @@ def test_catalog_rows_are_complete_and_consistent() -> None:
                 assert s.revision is None or re.fullmatch(r"[0-9a-f]{40}", s.revision), name
 
 
+def test_local_copies_of_catalog_sources_have_distinct_names() -> None:
+    """Every downloadable file has its own name in $VT_WEIGHTS_DIR (scenic calls all of its files `checkpoint`)."""
+    names = [(s.filename, s.location) for c in catalog.CHECKPOINTS.values() for s in c.sources if s.kind == "url"]
+    by_name: dict[str, set[str]] = {}
+    for name, location in names:
+        by_name.setdefault(name, set()).add(location)
+    assert {n: locs for n, locs in by_name.items() if len(locs) > 1} == {}
+
+
+def test_scenic_catalog_entry_reads_its_local_copy(offline_hub, tmp_path, monkeypatch) -> None:
+    """A scenic checkpoint put where the catalog says (its file name in $VT_WEIGHTS_DIR) loads by name."""
+    fixture = Path(__file__).parent / "fixtures" / "scenic" / "m2_token.msgpack"  # a tiny ViViT-FE, scenic's layout
+    entry = catalog.CHECKPOINTS["vivit_l16x2_fe_k400"]
+    assert entry.model == "vivit_large_factorised_encoder_16x2" and entry.readable_sources[0].format == "scenic_vivit"
+    local = tmp_path / "weights" / entry.readable_sources[0].filename
+    local.parent.mkdir()
+    local.write_bytes(fixture.read_bytes())
+    model = video_transformers.from_pretrained("vivit_l16x2_fe_k400")
+    assert same_logits(video_transformers.from_pretrained(fixture), model)
+
+
 def test_docs_carry_the_catalog_tables() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "pretrained.md").read_text()
     for block in (catalog.checkpoints_markdown(), catalog.sources_markdown(), catalog.notes_markdown()):

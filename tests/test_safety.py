@@ -194,6 +194,24 @@ def test_absurd_model_sizes_fail_before_allocation(overrides, message):
     assert time.perf_counter() - start < 1.0 and peak < 10 << 20  # nothing model-sized was built
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"local_kernel": 10**6}, r"local_kernel=1000000: expected 0 <= local_kernel <= 4,096"),
+        ({"num_registers": 10**7}, r"num_registers=10000000"),  # an argument no table lists
+        ({"global_layers": [0, 10**6]}, r"global_layers=1000000"),
+        ({"fusion_depth": 5000}, r"fusion_depth=5000: expected 0 <= fusion_depth <= 1,024"),
+        ({"depth": 12, "fusion_depth": 1000, "embed_dim": 4096}, r"B parameters"),  # every *_depth counts
+        ({"adapter_ratio": float("nan")}, r"adapter_ratio=nan: expected a number in \(0, 64\]"),
+        ({"init_scale": float("inf")}, r"init_scale=inf: expected a finite number"),
+    ],
+)
+def test_every_model_argument_is_checked_by_name_and_type(kwargs, message):
+    """A size argument a model adds later needs no entry in safety/limits.py to be bounded."""
+    with pytest.raises(SizeError, match=message):
+        check_model_kwargs("m", kwargs)
+
+
 def test_tiny_models_still_build():
     model = create_model("timesformer_base_divided_8x224", **get_entry("timesformer_base_divided_8x224").tiny)
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -172,6 +172,21 @@ def test_init_from_builds_a_recorded_backbone(clip):
     assert _max_diff(lit.model, clip, "m2_gap") <= TOLERANCE
 
 
+@pytest.mark.parametrize("name", ["m1_token", "m3_time_space", "m4"])
+def test_init_from_passes_the_data_sizes_to_the_loader(name, clip):
+    """Models 1, 3 and 4 store no crop size: ``init_from`` reads them at the data's sizes (6 frames at 16 px
+    here, not scenic's default 224 crop), with the scenic config's names in ``backbone_kwargs``."""
+    from video_transformers.lit import VideoClassifier
+
+    options = {k: v for k, v in CASES[name]["from_pretrained_kwargs"].items() if k.startswith("attention_")}
+    source = str(FIXTURES / CASES[name]["file"])
+    lit = VideoClassifier(init_from=source, num_frames=6, img_size=16, backbone_kwargs=options)
+    assert (lit.model.num_frames, lit.model.img_size) == (6, 16)
+    assert _max_diff(lit.model, clip, name) <= TOLERANCE
+    with pytest.raises(PretrainedError, match=r"(?s)built for \{'num_frames': 6\}.*data.num_frames"):
+        VideoClassifier(init_from=source, num_frames=8, img_size=16, backbone_kwargs=options)
+
+
 # -- the file format ------------------------------------------------------------------------------------------
 def test_flax_msgpack_reader_without_jax():
     state = read_flax_msgpack(FIXTURES / CASES["m1_token"]["file"])  # the trainer layout

@@ -90,9 +90,17 @@ def test_manual_attention_path_matches_sdpa() -> None:
     torch.testing.assert_close(model(x), fused, atol=1e-5, rtol=1e-5)
 
 
+def test_token_grid_follows_the_input_size() -> None:
+    """The model runs at any size (vit.py:255-287): its grid is the input's, not the embeddings' nominal one."""
+    model = tiny("divided_space_time")
+    assert model.token_grid() == (4, 4, 4)
+    assert model.token_grid((1, 3, 6, 48, 40)) == (6, 6, 5)
+
+
 def test_drop_path_rises_linearly() -> None:
     model = tiny("divided_space_time", depth=3, drop_path_rate=0.3)
-    assert [blk.drop_path.p for blk in model.blocks] == pytest.approx([0.0, 0.15, 0.3])
+    for drop_path in ("drop_path1", "drop_path2"):  # after the attention steps, after the MLP
+        assert [getattr(blk, drop_path).p for blk in model.blocks] == pytest.approx([0.0, 0.15, 0.3])
 
 
 def test_unknown_scheme_and_odd_grid_are_rejected() -> None:

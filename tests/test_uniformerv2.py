@@ -44,7 +44,21 @@ def randomise_(module: nn.Module) -> None:
 
 
 def test_registered_variants() -> None:
-    assert NAMES == ["uniformerv2_b16_8x224", "uniformerv2_l14_32x336", "uniformerv2_l14_8x224"]
+    assert NAMES == [
+        "uniformerv2_b16_8x224",
+        "uniformerv2_b16_ssv2_16x224",
+        "uniformerv2_l14_32x336",
+        "uniformerv2_l14_8x224",
+        "uniformerv2_l14_frozen_8x336",
+    ]
+    # the official SSv2 recipe (exp/sthv2/ssv2_b16_f16x224/config.yaml) and the frozen L/14@336 release
+    ssv2 = get_entry("uniformerv2_b16_ssv2_16x224").defaults
+    assert (ssv2["local_mhra"], ssv2["temporal_downsample"], ssv2["global_layers"]) == ("double", True, [*range(4, 12)])
+    assert (ssv2["drop_path_rate"], ssv2["global_drop_path_rate"], ssv2["num_frames"]) == (0.2, 0.4, 16)
+    with torch.device("meta"):
+        frozen = create_model("uniformerv2_l14_frozen_8x336")
+    assert frozen.balance is None and frozen.global_layers == [20, 21, 22, 23]
+    assert not any(p.requires_grad for n, p in frozen.named_parameters() if n.startswith("blocks."))
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ of ``R`` says how much each input token flows into the classification. Maps come
 path (:func:`~video_transformers.layers.attention.attention_maps`). Rollout is class-agnostic by
 construction (it reads attention, not gradients).
 
-Per family, following the factorisation rather than flattening it:
+Following each model's factorisation rather than flattening it (the model's ``attention_layout()`` names its
+attention modules and how they group tokens; the token grid is the clip's, ``model.token_grid``):
 
 * ViViT Model 2 (factorised encoder): spatial rollout per temporal index through the spatial encoder (each
   index has its own CLS), and temporal rollout through the temporal encoder (its CLS over the ``t`` indices).
@@ -23,6 +24,7 @@ Every map is a probability distribution: ``spatial[i]`` sums to 1 over the ``h*w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,8 +33,9 @@ from einops import rearrange, reduce
 from torch import nn
 
 from video_transformers.layers import Attention, attention_maps
-from video_transformers.models.timesformer import DividedSpaceTimeBlock, JointSpaceTimeBlock, TimeSformer
-from video_transformers.models.vivit import ViViTFactorisedEncoder, ViViTSpatioTemporal
+from video_transformers.models.base import AttentionLayout
+
+Grid = tuple[int, int, int]
 
 
 @dataclass
@@ -65,57 +68,56 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.sum(dim=-1, keepdim=True)
 
 
-def _maps(modules: dict[str, Attention], prefix: str, suffix: str = "") -> list[torch.Tensor]:
-    """Recorded maps of the modules named ``prefix...suffix``, in registration (= execution) order."""
-    found = [m.last_attn for name, m in modules.items() if name.startswith(prefix) and name.endswith(suffix)]
+def _maps(modules: dict[str, Attention], pattern: str) -> list[torch.Tensor]:
+    """Recorded maps of the modules whose names match ``pattern``, in registration (= execution) order."""
+    found = [m.last_attn for name, m in modules.items() if re.fullmatch(pattern, name)]
     if not found or any(a is None for a in found):
-        raise RuntimeError(f"no attention maps recorded under {prefix!r}...{suffix!r}")
+        raise RuntimeError(f"no attention maps recorded for modules {pattern!r}")
     return found
 
 
-def _vivit_fe(model: ViViTFactorisedEncoder, modules: dict[str, Attention]) -> Rollout:
-    t, gh, gw = model.patch_embed.grid_size
-    spatial = _normalise(rollout(_maps(modules, "spatial."))[:, 0, 1:])  # (b t) n: CLS row, patches only
-    temporal = _normalise(rollout(_maps(modules, "temporal."))[:, 0, 1:])  # b t
-    spatial = rearrange(spatial, "(b t) (h w) -> b t h w", t=t, h=gh, w=gw)
-    return Rollout(spatial[0], temporal[0], model.patch_embed.tubelet_size, "ViViT factorised encoder")
+def _factorised_encoder(layout: AttentionLayout, grid: Grid, modules: dict[str, Attention]) -> tuple:
+    t, gh, gw = grid
+    spatial = _normalise(rollout(_maps(modules, layout.spatial))[:, 0, 1:])  # (b t) n: CLS row, patches only
+    temporal = _normalise(rollout(_maps(modules, layout.temporal))[:, 0, 1:])  # b t
+    return rearrange(spatial, "(b t) (h w) -> b t h w", t=t, h=gh, w=gw)[0], temporal[0]
 
 
-def _timesformer_divided(model: TimeSformer, modules: dict[str, Attention]) -> Rollout:
-    t, gh, gw = model.patch_embed.grid_size
-    spatial = _normalise(rollout(_maps(modules, "blocks.", ".attn"))[:, 0, 1:])  # (b t) 1+n 1+n
+def _divided(layout: AttentionLayout, grid: Grid, modules: dict[str, Attention]) -> tuple:
+    t, gh, gw = grid
+    spatial = _normalise(rollout(_maps(modules, layout.spatial))[:, 0, 1:])  # (b t) 1+n 1+n
     spatial = rearrange(spatial, "(b t) (h w) -> b t h w", t=t, h=gh, w=gw)
-    per_position = rollout(_maps(modules, "blocks.", ".temporal_attn"))  # (b h w) t t
+    per_position = rollout(_maps(modules, layout.temporal))  # (b h w) t t
     per_position = rearrange(per_position, "(b n) q k -> b n q k", n=gh * gw)
     weights = reduce(spatial, "b t h w -> b (h w)", "mean")  # where the spatial rollout looks
     temporal = torch.einsum("bn,bnqk->bk", weights, per_position) / t  # rows and weights sum to 1
-    return Rollout(spatial[0], _normalise(temporal)[0], 1, "TimeSformer divided space-time")
+    return spatial[0], _normalise(temporal)[0]
 
 
-def _joint(model: nn.Module, modules: dict[str, Attention]) -> Rollout:
-    t, gh, gw = model.patch_embed.grid_size
-    flow = _normalise(rollout(list(_maps(modules, "")))[:, 0, 1:])  # b (t n)
+def _joint(layout: AttentionLayout, grid: Grid, modules: dict[str, Attention]) -> tuple:
+    t, gh, gw = grid
+    flow = _normalise(rollout(_maps(modules, layout.spatial))[:, 0, 1:])  # b (t n)
     flow = rearrange(flow, "b (t h w) -> b t h w", t=t, h=gh, w=gw)[0]
     temporal = flow.sum(dim=(1, 2))
-    frames = getattr(model.patch_embed, "tubelet_size", 1)
-    return Rollout(flow / temporal[:, None, None], temporal, frames, f"{type(model).__name__} joint space-time")
+    return flow / temporal[:, None, None], temporal
 
 
-def _resolve(model: nn.Module) -> Callable[[nn.Module, dict[str, Attention]], Rollout]:
-    if isinstance(model, ViViTFactorisedEncoder):
-        return _vivit_fe
-    if isinstance(model, ViViTSpatioTemporal):
-        return _joint
-    if isinstance(model, TimeSformer) and model.time_embed is not None:
-        block = type(model.blocks[0])
-        if block is DividedSpaceTimeBlock:
-            return _timesformer_divided
-        if block is JointSpaceTimeBlock:
-            return _joint
-    raise ValueError(
-        f"attention rollout is implemented for ViViT Models 1-2 and TimeSformer divided/joint attention; "
-        f"not for {getattr(model, 'model_name', '') or type(model).__name__}"
-    )
+_KINDS: dict[str, Callable[[AttentionLayout, Grid, dict[str, Attention]], tuple]] = {
+    "factorised_encoder": _factorised_encoder,
+    "divided": _divided,
+    "joint": _joint,
+}
+
+
+def _layout(model: nn.Module) -> AttentionLayout:
+    layout = model.attention_layout() if hasattr(model, "attention_layout") else None
+    if layout is None or layout.num_prefix_tokens != 1:
+        name = getattr(model, "model_name", "") or type(model).__name__
+        raise ValueError(
+            "attention rollout is implemented for ViViT Models 1-2 and TimeSformer divided/joint attention (a CLS "
+            f"token through joint, divided or factorised-encoder attention); not for {name}"
+        )
+    return layout
 
 
 @torch.no_grad()
@@ -123,15 +125,17 @@ def explain(model: nn.Module, clip: torch.Tensor) -> tuple[Rollout, torch.Tensor
     """Rollout maps and logits for one normalised clip ``(1, C, T, H, W)`` (manual attention path)."""
     if clip.ndim != 5 or clip.shape[0] != 1:
         raise ValueError(f"explain takes one clip (1, C, T, H, W); got {tuple(clip.shape)}")
-    fn = _resolve(model)
+    layout = _layout(model)
+    grid = model.token_grid(clip.shape)  # the clip's grid: TimeSformer runs at any size
     was_training = model.training
     model.eval()
     try:
         with attention_maps(model) as modules:
             logits = model(clip)
-            result = fn(model, modules)
+            spatial, temporal = _KINDS[layout.kind](layout, grid, modules)
     finally:
         model.train(was_training)
         for m in modules.values():
             m.last_attn = None
-    return Rollout(*(x.float().cpu() if torch.is_tensor(x) else x for x in vars(result).values())), logits.float().cpu()
+    frames_per_index = clip.shape[2] // grid[0]
+    return Rollout(spatial.float().cpu(), temporal.float().cpu(), frames_per_index, layout.label), logits.float().cpu()

@@ -19,13 +19,13 @@ import torch
 from video_transformers.data.errors import VideoDataError
 from video_transformers.inference.clips import ShortVideo, Window, iter_windows, make_window, pad_frames
 from video_transformers.inference.loading import ClipSpec, LoadedModel
-from video_transformers.models.vivit import ViViTFactorisedEncoder
 
 log = logging.getLogger(__name__)
 
 
 def supports_streaming(model: torch.nn.Module) -> bool:
-    return isinstance(model, ViViTFactorisedEncoder)
+    """Whether the model encodes each tubelet alone (``forward_spatial``), so windows can share its features."""
+    return bool(getattr(model, "supports_streaming", False))
 
 
 def stream_multiple(model: torch.nn.Module) -> int:
@@ -66,9 +66,11 @@ class FactorisedEncoderStream:
 
     def __init__(self, lm: LoadedModel, batch_size: int = 8) -> None:
         if not supports_streaming(lm.model):
-            raise TypeError(f"streaming reuse needs a ViViTFactorisedEncoder, got {type(lm.model).__name__}")
+            raise TypeError(
+                f"streaming reuse needs a model that supports it (ViViT Model 2), got {type(lm.model).__name__}"
+            )
         self.lm, self.batch_size = lm, batch_size
-        self.model: ViViTFactorisedEncoder = lm.model
+        self.model = lm.model
         self.ts = self.model.patch_embed.tubelet_size
         self.t = lm.spec.num_frames // self.ts
         self.spatial_calls = 0  # tubelets encoded (for tests and reports)

@@ -2,7 +2,7 @@
 
 from video_transformers.layers.attention import Attention, attention_maps, set_fused_attention
 from video_transformers.layers.block import Block, BlockStack, Encoder
-from video_transformers.layers.checkpoint import checkpoint_seq
+from video_transformers.layers.checkpoint import checkpoint_seq, run_seq
 from video_transformers.layers.mlp import DropPath, Mlp, drop_path_rates, make_act_layer
 from video_transformers.layers.patch_embed import PatchEmbed3d, inflate_patch_weight
 from video_transformers.layers.tokens import prepend, split_prefix
@@ -17,6 +17,7 @@ __all__ = [
     "PatchEmbed3d",
     "attention_maps",
     "checkpoint_seq",
+    "run_seq",
     "drop_path_rates",
     "inflate_patch_weight",
     "make_act_layer",

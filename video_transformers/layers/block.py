@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 from video_transformers.layers.attention import Attention
-from video_transformers.layers.checkpoint import checkpoint_seq
+from video_transformers.layers.checkpoint import run_seq
 from video_transformers.layers.mlp import DropPath, Mlp, drop_path_rates
 
 
 class Block(nn.Module):
     """``x + attn(norm1(x))`` then ``x + mlp(norm2(x))`` on ``(B, N, C)``; timm's names and layout.
 
-    ``attn_layer`` builds the attention (timm's ``attn_layer``: a variant is a class, e.g. ViViT Model 4's
-    head-factorised attention); ``drop_path_scale_by_keep`` is :class:`DropPath`'s ``scale_by_keep`` (timm's
-    default ``True``; scenic's ViViT does not rescale).
+    Variants are classes, as in timm: ``attn_layer`` builds the attention (e.g. ViViT Model 4's
+    head-factorised attention), ``norm_layer(dim, eps=norm_eps)`` the norms (e.g. CLIP's float32 LayerNorm)
+    and ``drop_path_layer(p)`` the stochastic depth (e.g. ``partial(DropPath, scale_by_keep=False)`` for
+    scenic's ViViT, which does not rescale). Subclasses that add attention steps build them with
+    :attr:`new_attention`, the factory of ``attn`` with this block's settings.
     """
 
     def __init__(
@@ -33,16 +36,18 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         act_layer: type[nn.Module] = nn.GELU,
         norm_eps: float = 1e-6,
-        drop_path_scale_by_keep: bool = True,
+        norm_layer: Callable[..., nn.Module] = nn.LayerNorm,
+        drop_path_layer: Callable[[float], nn.Module] = DropPath,
         attn_layer: Callable[..., nn.Module] = Attention,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
-        self.drop_path1 = DropPath(drop_path, scale_by_keep=drop_path_scale_by_keep)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.new_attention = partial(attn_layer, dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.norm1 = norm_layer(dim, eps=norm_eps)
+        self.attn = self.new_attention()
+        self.drop_path1 = drop_path_layer(drop_path)
+        self.norm2 = norm_layer(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
-        self.drop_path2 = DropPath(drop_path, scale_by_keep=drop_path_scale_by_keep)
+        self.drop_path2 = drop_path_layer(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path1(self.attn(self.norm1(x)))
@@ -60,17 +65,12 @@ class BlockStack(nn.Module):
         self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and self.training:
-            x = checkpoint_seq(self.blocks, x)
-        else:
-            for blk in self.blocks:
-                x = blk(x)
-        return self.norm(x)
+        return self.norm(run_seq(self.blocks, x, checkpointing=self.grad_checkpointing and self.training))
 
 
 class Encoder(BlockStack):
-    """``depth`` :class:`Block` s with drop-path rising linearly from 0 to ``drop_path``, then a final
-    LayerNorm (ViT's encoder); ``block_kwargs`` go to every :class:`Block`."""
+    """``depth`` blocks (``block_fn``, :class:`Block` by default) with drop-path rising linearly from 0 to
+    ``drop_path``, then a final LayerNorm (ViT's encoder); ``block_kwargs`` go to every block."""
 
     def __init__(
         self,
@@ -80,10 +80,11 @@ class Encoder(BlockStack):
         *,
         drop_path: float = 0.0,
         norm_eps: float = 1e-6,
+        block_fn: Callable[..., nn.Module] = Block,
         **block_kwargs: Any,
     ) -> None:
         blocks = [
-            Block(dim, num_heads, drop_path=p, norm_eps=norm_eps, **block_kwargs)
+            block_fn(dim, num_heads, drop_path=p, norm_eps=norm_eps, **block_kwargs)
             for p in drop_path_rates(drop_path, depth)
         ]
         super().__init__(blocks, dim, norm_eps)

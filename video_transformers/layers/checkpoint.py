@@ -17,12 +17,18 @@ def checkpoint_seq(functions: Iterable[Layer], x: torch.Tensor, every: int = 1) 
     if every < 1:
         raise ValueError(f"checkpoint_seq: every must be >= 1, got {every}")
     functions = list(functions)
-
-    def run(x: torch.Tensor, segment: list[Layer]) -> torch.Tensor:
-        for f in segment:
-            x = f(x)
-        return x
-
     for start in range(0, len(functions), every):
-        x = checkpoint(run, x, functions[start : start + every], use_reentrant=False)
+        x = checkpoint(_run, x, functions[start : start + every], use_reentrant=False)
+    return x
+
+
+def run_seq(functions: Iterable[Layer], x: torch.Tensor, *, checkpointing: bool = False) -> torch.Tensor:
+    """Apply ``functions`` in order, through :func:`checkpoint_seq` when ``checkpointing`` (a model's
+    ``grad_checkpointing and training``): the one loop over blocks that every model and stack runs."""
+    return checkpoint_seq(functions, x) if checkpointing else _run(x, functions)
+
+
+def _run(x: torch.Tensor, functions: Iterable[Layer]) -> torch.Tensor:
+    for f in functions:
+        x = f(x)
     return x

@@ -1,7 +1,8 @@
-"""Video tokenisers: uniform frame sampling and tubelet embedding (Arnab et al. 2021, section 3.2).
+"""Video tokenisers: uniform frame sampling and tubelet embedding (Arnab et al. 2021, section 3.2), and
+UniFormerV2's temporally down-sampling tokenizer.
 
-Both are one ``Conv3d`` with kernel = stride = ``(tubelet, patch, patch)``; uniform frame sampling is
-the ``tubelet=1`` case (each frame embedded by the same 2D patch projection, as in ViT and TimeSformer).
+All are one ``Conv3d`` with stride ``(tubelet, patch, patch)``; uniform frame sampling is the ``tubelet=1``
+case (each frame embedded by the same 2D patch projection, as in ViT and TimeSformer).
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from torch import nn
 class PatchEmbed3d(nn.Module):
     """``(B, C, T, H, W)`` video -> ``(B, t, h*w, D)`` tokens, ``t = T / tubelet``, ``h = H / patch``.
 
-    ``strict_img_size=False`` (timm's name) accepts any ``T`` (a multiple of the tubelet) and any ``H, W``
-    of at least one patch; like the ``Conv2d`` of official TimeSformer, a remainder under one patch is dropped.
+    The kernel is ``(temporal_kernel, patch, patch)`` (``temporal_kernel`` defaults to the tubelet: tubelet
+    embedding); a longer temporal kernel is padded by ``temporal_kernel // 2`` frames on each side, e.g.
+    UniFormerV2's kernel 3, stride 2 (its official ``conv1``, uniformerv2_model.py:301-305).
+
+    ``strict_img_size`` (timm's name) requires ``H = W = img_size``, ``strict_num_frames`` requires
+    ``T = num_frames``; without them any ``H, W`` of at least one patch (a remainder under one patch is
+    dropped, like the ``Conv2d`` of official TimeSformer) and any ``T`` that is a multiple of the tubelet.
     """
 
     def __init__(
@@ -27,39 +33,56 @@ class PatchEmbed3d(nn.Module):
         num_frames: int = 8,
         patch_size: int = 16,
         tubelet_size: int = 1,
+        temporal_kernel: int | None = None,
         in_chans: int = 3,
         embed_dim: int = 768,
         bias: bool = True,
         strict_img_size: bool = True,
+        strict_num_frames: bool = True,
     ) -> None:
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
         if num_frames % tubelet_size:
             raise ValueError(f"num_frames {num_frames} is not a multiple of tubelet_size {tubelet_size}")
-        self.img_size = img_size
-        self.num_frames = num_frames
-        self.patch_size = patch_size
-        self.tubelet_size = tubelet_size
-        self.strict_img_size = strict_img_size
-        self.grid_size = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
+        self.img_size, self.num_frames, self.patch_size, self.tubelet_size = (
+            img_size,
+            num_frames,
+            patch_size,
+            tubelet_size,
+        )
+        self.temporal_kernel = temporal_kernel or tubelet_size
+        self.strict_img_size, self.strict_num_frames = strict_img_size, strict_num_frames
+        self.grid_size = self.grid(num_frames, img_size, img_size)
         self.num_patches = self.grid_size[1] * self.grid_size[2]
-        k = (tubelet_size, patch_size, patch_size)
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=k, stride=k, bias=bias)
+        pad = self.temporal_kernel // 2 if self.temporal_kernel > tubelet_size else 0
+        self.proj = nn.Conv3d(
+            in_chans,
+            embed_dim,
+            kernel_size=(self.temporal_kernel, patch_size, patch_size),
+            stride=(tubelet_size, patch_size, patch_size),
+            padding=(pad, 0, 0),
+            bias=bias,
+        )
+
+    def grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """Tokens per axis ``(t, h, w)`` for a ``frames x height x width`` input."""
+        return frames // self.tubelet_size, height // self.patch_size, width // self.patch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.strict_img_size:
-            if x.ndim != 5 or x.shape[2] % self.tubelet_size or min(x.shape[3:]) < self.patch_size:
-                raise ValueError(
-                    f"expected video (B, C, T, H, W) with T a multiple of {self.tubelet_size} and H, W >= "
-                    f"{self.patch_size}; got {tuple(x.shape)}"
-                )
-        elif x.ndim != 5 or x.shape[2:] != (self.num_frames, self.img_size, self.img_size):
-            raise ValueError(
-                f"expected video (B, C, {self.num_frames}, {self.img_size}, {self.img_size}); got {tuple(x.shape)}"
-            )
-        x = self.proj(x)  # b d t h w
-        return rearrange(x, "b d t h w -> b t (h w) d")
+        t, size, p = self.tubelet_size, self.img_size, self.patch_size
+        frames = f"{self.num_frames}" if self.strict_num_frames else f"T (a multiple of {t})"
+        sides = f"{size}, {size}" if self.strict_img_size else f"H, W (>= {p})"
+        bad = (
+            x.ndim != 5
+            or x.shape[2] % t
+            or (self.strict_num_frames and x.shape[2] != self.num_frames)
+            or (self.strict_img_size and x.shape[3:] != (size, size))
+            or min(x.shape[3:]) < p
+        )
+        if bad:
+            raise ValueError(f"expected video (B, C, {frames}, {sides}); got {tuple(x.shape)}")
+        return rearrange(self.proj(x), "b d t h w -> b t (h w) d")
 
 
 def inflate_patch_weight(

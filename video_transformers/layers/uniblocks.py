@@ -8,12 +8,14 @@ Understanding", ICCV 2023, section 3 / Fig. 3), on the shared :class:`Attention`
 * :class:`GlobalUniBlock` - dynamic position encoding (depthwise 3x3x3 conv, eq. 5) on the stage's tokens,
   then cross-attention of one learnable query to all of them and an FFN (eqs. 6-8; the official
   ``Extractor``), with zero-initialised output projections.
-* :class:`StridedPatchEmbed3d` - the 3D-conv tokenizer, optionally down-sampling time (kernel 3, stride 2).
 * :class:`SharedDropPath` and :class:`CastLayerNorm` - stochastic depth and LayerNorm as the official code
   computes them (``OpenGVLab/UniFormerV2 slowfast/models/uniformerv2_model.py``, cited below as ``official``).
 """
 
 from __future__ import annotations
+
+from functools import partial
+from typing import Any
 
 import torch
 from einops import rearrange
@@ -68,48 +70,6 @@ class CastLayerNorm(nn.LayerNorm):
         return super().forward(x.float()).to(x.dtype)
 
 
-class StridedPatchEmbed3d(nn.Module):
-    """``(B, C, T, H, W)`` -> ``(B, t, h*w, D)`` with one ``Conv3d`` (the official ``conv1``, no bias).
-
-    Kernel ``(k, p, p)``, stride ``(s, p, p)``, temporal padding ``k // 2``: ``k = s = 1`` embeds every frame
-    with the image kernel; ``k = 3, s = 2`` is UniFormerV2's temporal down-sampling (``t = T / 2``).
-    """
-
-    def __init__(
-        self,
-        *,
-        img_size: int = 224,
-        patch_size: int = 16,
-        temporal_kernel: int = 1,
-        temporal_stride: int = 1,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-    ) -> None:
-        super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
-        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
-        self.temporal_kernel, self.temporal_stride = temporal_kernel, temporal_stride
-        self.grid_size = (img_size // patch_size, img_size // patch_size)
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv3d(
-            in_chans,
-            embed_dim,
-            kernel_size=(temporal_kernel, patch_size, patch_size),
-            stride=(temporal_stride, patch_size, patch_size),
-            padding=(temporal_kernel // 2, 0, 0),
-            bias=False,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, size, s = self.in_chans, self.img_size, self.temporal_stride
-        if x.ndim != 5 or x.shape[1] != c or x.shape[3:] != (size, size) or x.shape[2] % s:
-            raise ValueError(
-                f"expected video (B, {c}, T, {size}, {size}) with T a multiple of {s}; got {tuple(x.shape)}"
-            )
-        return rearrange(self.proj(x), "b d t h w -> b t (h w) d")
-
-
 class LocalMHRA(nn.Module):
     """LT-MHRA (UniFormerV2 eq. 4): a depthwise temporal convolution between 1x1x1 projections.
 
@@ -147,12 +107,15 @@ class ImageBlock(Block):
     shared by every clip and frame (official line 70 on ``(1 + h*w, B*t, D)`` tensors, lines 114 and 127).
     """
 
-    def __init__(self, dim: int, num_heads: int, *, drop_path: float = 0.0, norm_eps: float = 1e-5, **kwargs) -> None:
-        super().__init__(dim, num_heads, drop_path=drop_path, norm_eps=norm_eps, **kwargs)
-        self.norm1 = CastLayerNorm(dim, eps=norm_eps)
-        self.norm2 = CastLayerNorm(dim, eps=norm_eps)
-        self.drop_path1 = SharedDropPath(drop_path, dims=(1,))  # tokens ((B t), n, D): draws along n
-        self.drop_path2 = SharedDropPath(drop_path, dims=(1,))
+    def __init__(self, dim: int, num_heads: int, *, norm_eps: float = 1e-5, **block_kwargs: Any) -> None:
+        super().__init__(
+            dim,
+            num_heads,
+            norm_eps=norm_eps,
+            norm_layer=CastLayerNorm,
+            drop_path_layer=partial(SharedDropPath, dims=(1,)),  # tokens ((B t), n, D): draws along n
+            **block_kwargs,
+        )
 
     def forward(self, x: torch.Tensor, num_frames: int, grid_size: tuple[int, int]) -> torch.Tensor:
         return super().forward(x)
@@ -176,7 +139,7 @@ class LocalUniBlock(ImageBlock):
         reduction: float = 1.5,
         kernel_size: int = 3,
         drop_path: float = 0.0,
-        **block_kwargs,
+        **block_kwargs: Any,
     ) -> None:
         super().__init__(dim, num_heads, drop_path=drop_path, **block_kwargs)
         self.lmhra1 = LocalMHRA(dim, reduction=reduction, kernel_size=kernel_size)
@@ -270,5 +233,4 @@ __all__ = [
     "LocalMHRA",
     "LocalUniBlock",
     "SharedDropPath",
-    "StridedPatchEmbed3d",
 ]

@@ -7,7 +7,6 @@ stage. Validation and test scores are aggregated per video over all views (see `
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
+from timm.models import group_parameters
 from torchmetrics.classification import MulticlassAccuracy
 
 from video_transformers.lit.multiview import (
@@ -30,34 +30,14 @@ from video_transformers.models import create_model
 from video_transformers.pretrained.image_init import init_from_image
 from video_transformers.pretrained.lightning_ckpt import SPEC_KEY, backbone_from_source
 
-_STACKS = ("blocks", "spatial.blocks", "encoder.blocks", "temporal.blocks")  # bottom to top
-_EMBEDDINGS = ("patch_embed", "pos_embed", "cls_token", "time_embed", "temporal_pos_embed", "temporal_cls_token")
-
 
 def layer_ids(model: torch.nn.Module) -> tuple[dict[str, int], int]:
-    """Depth of each parameter for layer-wise lr decay, and the number of blocks ``L``.
-
-    Embeddings are layer 0, ``blocks.N`` / ``spatial.blocks.N`` / ``encoder.blocks.N`` are ``N + 1``;
-    ``temporal.blocks.N`` sit on top of the spatial stack (ViViT Model 2); everything else (head, final
-    norms, UniFormerV2's global blocks that read all the stack's levels) is ``L + 1``.
-    """
-    names = [n for n, _ in model.named_parameters()]
-    pattern = re.compile(rf"^({'|'.join(re.escape(s) for s in _STACKS)})\.(\d+)\.")
-    depth = {s: 0 for s in _STACKS}
-    for n in names:
-        if m := pattern.match(n):
-            depth[m[1]] = max(depth[m[1]], int(m[2]) + 1)
-    offset = {"blocks": 0, "spatial.blocks": 0, "encoder.blocks": 0, "temporal.blocks": depth["spatial.blocks"]}
-    num_layers = max(depth["blocks"], depth["encoder.blocks"], depth["spatial.blocks"] + depth["temporal.blocks"])
-    ids = {}
-    for n in names:
-        if m := pattern.match(n):
-            ids[n] = offset[m[1]] + int(m[2]) + 1
-        elif n.split(".")[0] in _EMBEDDINGS:
-            ids[n] = 0
-        else:
-            ids[n] = num_layers + 1
-    return ids, num_layers
+    """Depth of each parameter for layer-wise lr decay, and the number of blocks ``L``: timm's grouping
+    (``group_parameters``) by the model's own ``group_matcher``: embeddings are layer 0, the blocks ``1..L`` in
+    the order they run (ViViT Model 2's temporal blocks above its spatial ones), everything else (head, final
+    norms, UniFormerV2's global blocks that read several levels of the stack) ``L + 1``."""
+    ids = group_parameters(model, model.group_matcher(coarse=False), reverse=True)
+    return ids, max(ids.values()) - 1
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:

@@ -16,8 +16,6 @@ from typing import Any
 
 from torch import nn
 
-from video_transformers.safety.limits import check_model_kwargs
-
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -77,7 +75,6 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     entry = get_entry(name)
     _check_kwargs(entry.cls, overrides, f"overrides for {name!r}")
     kwargs = {**entry.defaults, **overrides}
-    check_model_kwargs(name, kwargs)  # absurd sizes fail here, before any allocation
     model = entry.cls(**kwargs)
     model.model_name = name
     return model

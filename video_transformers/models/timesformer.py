@@ -29,25 +29,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from video_transformers.layers import (
-    Attention,
     Block,
-    DropPath,
-    Mlp,
     PatchEmbed3d,
     drop_path_rates,
     make_act_layer,
     prepend,
+    run_seq,
     split_prefix,
 )
-from video_transformers.models.base import VideoTransformer, init_weights
+from video_transformers.models.base import AttentionLayout, VideoTransformer, init_weights
 from video_transformers.models.registry import register_model
 
 Grid = tuple[int, int, int]  # (t, h, w) tokens per axis
@@ -122,63 +121,45 @@ class JointSpaceTimeBlock(Block):
         return super().forward(x)
 
 
-class _FactorisedBlock(nn.Module):
-    """``norm1``/``attn`` (the image ViT's, run last, with the CLS token), ``norm2``/``mlp`` and drop path.
-
-    Subclasses add patch-only attention steps before it, each ``<name>_norm1 -> <name>_attn -> <name>_fc``
-    with ``<name>_fc`` zero-initialised so every new step starts as the identity (and an image ViT's
-    weights give the image model at step 0; the paper initialises from an ImageNet-pretrained ViT, section 4).
+class _FactorisedBlock(Block):
+    """A :class:`Block` (the image ViT's ``norm1``/``attn``, run last with the CLS token, ``norm2``/``mlp``)
+    preceded by patch-only attention steps: for each name in :attr:`steps`, ``<name>_norm1 -> <name>_attn ->
+    <name>_fc`` with ``<name>_fc`` zero-initialised so every new step starts as the identity (and an image
+    ViT's weights give the image model at step 0; the paper initialises from an ImageNet-pretrained ViT,
+    section 4).
 
     Drop path is applied inside the folded batches, as in the official block (one mask per group of
-    tokens, e.g. per spatial position for temporal attention, not per clip).
+    tokens, e.g. per spatial position for temporal attention, not per clip): ``drop_path1`` after every
+    attention step, ``drop_path2`` after the MLP (the official block has one ``drop_path`` for all, vit.py:109).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        *,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        act_layer: type[nn.Module] = nn.GELU,
-        norm_eps: float = 1e-6,
-    ) -> None:
-        super().__init__()
-        self._attn_kw = dict(qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
-        self.dim, self.num_heads, self.norm_eps = dim, num_heads, norm_eps
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, **self._attn_kw)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+    steps: tuple[str, ...] = ()
 
-    def _add_step(self, name: str) -> None:
-        setattr(self, f"{name}_norm1", nn.LayerNorm(self.dim, eps=self.norm_eps))
-        setattr(self, f"{name}_attn", Attention(self.dim, self.num_heads, **self._attn_kw))
-        setattr(self, f"{name}_fc", nn.Linear(self.dim, self.dim))
+    def __init__(self, dim: int, num_heads: int, *, norm_eps: float = 1e-6, **block_kwargs: Any) -> None:
+        super().__init__(dim, num_heads, norm_eps=norm_eps, **block_kwargs)
+        for name in self.steps:
+            setattr(self, f"{name}_norm1", nn.LayerNorm(dim, eps=norm_eps))
+            setattr(self, f"{name}_attn", self.new_attention())
+            setattr(self, f"{name}_fc", nn.Linear(dim, dim))
 
     def zero_init_steps(self) -> None:
         """Zero every ``*_fc`` so the added steps are identities (official TimeSformer init)."""
-        for name, m in self.named_children():
-            if name.endswith("_fc"):
-                nn.init.zeros_(m.weight)
-                nn.init.zeros_(m.bias)
+        for name in self.steps:
+            nn.init.zeros_(getattr(self, f"{name}_fc").weight)
+            nn.init.zeros_(getattr(self, f"{name}_fc").bias)
 
     def _step(self, name: str, x: torch.Tensor, fold: str, **sizes: int) -> torch.Tensor:
         """Residual patch-only step: ``x + <name>_fc(drop_path(<name>_attn(<name>_norm1(x))))`` in groups."""
         norm, attn, fc = (getattr(self, f"{name}_{part}") for part in ("norm1", "attn", "fc"))
-        return x + fc(attend_patches(lambda y: self.drop_path(attn(norm(y))), x, fold, **sizes))
+        return x + fc(attend_patches(lambda y: self.drop_path1(attn(norm(y))), x, fold, **sizes))
 
     def _last(self, cls: torch.Tensor, x: torch.Tensor, fold: str, **sizes: int) -> torch.Tensor:
         """The CLS-including step with the image weights, then the MLP; returns ``(B, 1+T*N, D)``."""
         res_cls, res = attend_patches_with_cls(
-            lambda y: self.drop_path(self.attn(self.norm1(y))), cls, x, fold, **sizes
+            lambda y: self.drop_path1(self.attn(self.norm1(y))), cls, x, fold, **sizes
         )
         x = torch.cat([cls, x], dim=1) + torch.cat([res_cls, res], dim=1)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
 class DividedSpaceTimeBlock(_FactorisedBlock):
@@ -186,9 +167,7 @@ class DividedSpaceTimeBlock(_FactorisedBlock):
     over the ``T`` patches at each spatial position, zero-initialised ``temporal_fc``, residual; spatial
     attention within each frame with the CLS token replicated per frame and averaged back; MLP."""
 
-    def __init__(self, dim: int, num_heads: int, **kwargs) -> None:  # noqa: ANN003 (see _FactorisedBlock)
-        super().__init__(dim, num_heads, **kwargs)
-        self._add_step("temporal")
+    steps = ("temporal",)
 
     def temporal(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Eq. 7 on patch tokens ``(B, T*N, D)``: each spatial position attends over time only."""
@@ -212,10 +191,7 @@ class AxialBlock(_FactorisedBlock):
     token replicated into every ``(t, w)`` column, its outputs averaged back.
     """
 
-    def __init__(self, dim: int, num_heads: int, **kwargs) -> None:  # noqa: ANN003 (see _FactorisedBlock)
-        super().__init__(dim, num_heads, **kwargs)
-        self._add_step("temporal")
-        self._add_step("width")
+    steps = ("temporal", "width")
 
     def temporal(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         t, h, w = grid
@@ -254,9 +230,7 @@ class LocalGlobalBlock(_FactorisedBlock):
     ``O(T*N * (T*N/4 + T*N/8))`` attention cost instead of ``O((T*N)^2)``. Needs even ``T``, ``h`` and ``w``.
     """
 
-    def __init__(self, dim: int, num_heads: int, **kwargs) -> None:  # noqa: ANN003 (see _FactorisedBlock)
-        super().__init__(dim, num_heads, **kwargs)
-        self._add_step("local")
+    steps = ("local",)
 
     def local(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Attention within each ``T x h/2 x w/2`` quadrant neighbourhood, on patch tokens ``(B, T*N, D)``."""
@@ -279,18 +253,32 @@ class LocalGlobalBlock(_FactorisedBlock):
 
 @dataclass(frozen=True)
 class Scheme:
-    """How an attention scheme lays out tokens: its block and whether frames are separate images."""
+    """How an attention scheme lays out tokens: its block, whether frames are separate images, and which
+    attention modules group which tokens (for attention rollout; ``None``: not defined for the scheme)."""
 
-    block: type[nn.Module]
+    block: type[Block]
     pattern: str  # one line for `vt info` (Table 1's names)
     frames_as_images: bool = False  # space-only: (b t) batches, a CLS per frame, no time_embed
+    even_grid: bool = False  # the token grid (t, h, w) must be even along every axis
+    layout: AttentionLayout | None = None
 
 
+_SPATIAL = r"blocks\.\d+\.attn"  # the image ViT's attention of every block
 SCHEMES: dict[str, Scheme] = {
     "space_only": Scheme(JointSpaceTimeBlock, "S: attention within each frame, frames averaged", frames_as_images=True),
-    "joint_space_time": Scheme(JointSpaceTimeBlock, "ST: one attention over all T*N tokens + CLS"),
-    "divided_space_time": Scheme(DividedSpaceTimeBlock, "T+S: temporal attention per position, then spatial per frame"),
-    "local_global": Scheme(LocalGlobalBlock, "L+G: local F x H/2 x W/2 windows, then global with stride 2"),
+    "joint_space_time": Scheme(
+        JointSpaceTimeBlock,
+        "ST: one attention over all T*N tokens + CLS",
+        layout=AttentionLayout("joint", "TimeSformer joint space-time", _SPATIAL),
+    ),
+    "divided_space_time": Scheme(
+        DividedSpaceTimeBlock,
+        "T+S: temporal attention per position, then spatial per frame",
+        layout=AttentionLayout("divided", "TimeSformer divided space-time", _SPATIAL, r"blocks\.\d+\.temporal_attn"),
+    ),
+    "local_global": Scheme(
+        LocalGlobalBlock, "L+G: local F x H/2 x W/2 windows, then global with stride 2", even_grid=True
+    ),
     "axial": Scheme(AxialBlock, "T+W+H: attention along time, then width, then height"),
 }
 
@@ -337,34 +325,13 @@ class TimeSformer(VideoTransformer):
         super().__init__()
         if attention_type not in SCHEMES:
             raise ValueError(f"unknown attention_type {attention_type!r}; expected one of {sorted(SCHEMES)}")
-        scheme = SCHEMES[attention_type]
-        self.attention_type = attention_type
-        self.attention_pattern = scheme.pattern
+        self.scheme = SCHEMES[attention_type]
+        self.attention_type, self.attention_pattern = attention_type, self.scheme.pattern
         self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
         self.mean, self.std = TIMESFORMER_MEAN, TIMESFORMER_STD
-        self.patch_embed = PatchEmbed3d(
-            img_size=img_size,
-            num_frames=num_frames,
-            patch_size=patch_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            strict_img_size=False,  # any T and size, as the official forward (vit.py:169-175, 255-287)
-        )
-        t, h, w = self.patch_embed.grid_size
-        if scheme.block is LocalGlobalBlock and (t % 2 or h % 2 or w % 2):
-            raise ValueError(f"local_global attention needs an even token grid (t, h, w); got {(t, h, w)}")
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + h * w, embed_dim))
-        self.pos_drop = nn.Dropout(drop_rate)
-        # Space-only has no temporal embedding (official checkpoints lack the key), frames stay independent.
-        self.time_embed = None if scheme.frames_as_images else nn.Parameter(torch.zeros(1, t, embed_dim))
-        self.time_drop = nn.Dropout(drop_rate)
-        # Token layouts, chosen here so forward never branches on the scheme.
-        self._fold = "b t n d -> (b t) n d" if scheme.frames_as_images else "b t n d -> b (t n) d"
-        self._merge = "(b t) n d -> b n d" if scheme.frames_as_images else "b n d -> b n d"
-        self._frames_as_images = scheme.frames_as_images
+        self._init_embeddings(patch_size, in_chans, drop_rate)
         self.blocks = nn.ModuleList(
-            scheme.block(
+            self.scheme.block(
                 embed_dim,
                 num_heads,
                 mlp_ratio=mlp_ratio,
@@ -380,6 +347,34 @@ class TimeSformer(VideoTransformer):
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.grad_checkpointing = False
         self._init_head(num_classes, head_drop_rate)
+        self._init_weights(embed_init_std)
+
+    def _init_embeddings(self, patch_size: int, in_chans: int, drop_rate: float) -> None:
+        """``patch_embed``, ``cls_token``, ``pos_embed`` and (not for space-only) ``time_embed``."""
+        d = self.embed_dim
+        self.patch_embed = PatchEmbed3d(
+            img_size=self.img_size,
+            num_frames=self.num_frames,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=d,
+            strict_img_size=False,  # any size and T, as the official forward (vit.py:169-175, 255-287)
+            strict_num_frames=False,
+        )
+        t, h, w = self.patch_embed.grid_size
+        if self.scheme.even_grid and (t % 2 or h % 2 or w % 2):
+            raise ValueError(f"{self.attention_type} attention needs an even token grid (t, h, w); got {(t, h, w)}")
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + h * w, d))
+        self.pos_drop = nn.Dropout(drop_rate)
+        # Space-only has no temporal embedding (official checkpoints lack the key), frames stay independent.
+        self.time_embed = None if self.scheme.frames_as_images else nn.Parameter(torch.zeros(1, t, d))
+        self.time_drop = nn.Dropout(drop_rate)
+        # Token layouts, chosen here so forward never branches on the scheme.
+        self._fold = "b t n d -> (b t) n d" if self.scheme.frames_as_images else "b t n d -> b (t n) d"
+        self._merge = "(b t) n d -> b n d" if self.scheme.frames_as_images else "b n d -> b n d"
+
+    def _init_weights(self, embed_init_std: float | None) -> None:
         init_weights(self)
         for p in (self.cls_token, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
@@ -391,11 +386,17 @@ class TimeSformer(VideoTransformer):
             if isinstance(blk, _FactorisedBlock):
                 blk.zero_init_steps()  # zero-init: new temporal/local/width branches start as identity
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        return {"stem": r"^(?:cls_token|pos_embed|time_embed|patch_embed)(?:\.|$)", "blocks": r"^blocks\.(\d+)\."}
+
+    def attention_layout(self) -> AttentionLayout | None:
+        return self.scheme.layout
+
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Grid]:
         """Patches + ``pos_embed`` (+ ``time_embed`` on patches only), CLS prepended, in the blocks' layout:
         ``(B, 1+T*N, D)``, or ``(B*T, 1+N, D)`` for space-only; and the blocks' grid ``(t, h, w)`` (``t = 1``
         for space-only). Embeddings of another grid are resampled by nearest (vit.py:255-287)."""
-        t, h, w = x.shape[2], x.shape[3] // self.patch_embed.patch_size, x.shape[4] // self.patch_embed.patch_size
+        t, h, w = self.token_grid(x.shape)
         x = self.patch_embed(x)  # b t n d
         pos_embed = resample_pos_embed_nearest(self.pos_embed, (h, w))
         x = self.pos_drop(x + pos_embed[:, None, 1:])
@@ -404,18 +405,14 @@ class TimeSformer(VideoTransformer):
             x = self.time_drop(x + rearrange(time_embed, "1 t d -> 1 t 1 d"))
         x = rearrange(x, self._fold)
         x = prepend(self.pos_drop(self.cls_token + pos_embed[:, :1]), x)
-        return x, ((1 if self._frames_as_images else t), h, w)
+        return x, ((1 if self.scheme.frames_as_images else t), h, w)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens after the last block, in the blocks' layout (per frame for space-only), before the frame
         averaging and the final LayerNorm."""
         x, grid = self.embed(x)
-        for blk in self.blocks:
-            if self.grad_checkpointing and self.training:
-                x = checkpoint(blk, x, grid, use_reentrant=False)
-            else:
-                x = blk(x, grid)
-        return x
+        blocks = [partial(blk, grid=grid) for blk in self.blocks]
+        return run_seq(blocks, x, checkpointing=self.grad_checkpointing and self.training)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> normalised tokens ``(B, 1+T*N, D)`` (space-only: ``(B, 1+N, D)``, the
@@ -429,49 +426,28 @@ class TimeSformer(VideoTransformer):
 
 
 # -- registry ------------------------------------------------------------------------------------------
-_BASE = dict(img_size=224, num_frames=8, patch_size=16, embed_dim=768, depth=12, num_heads=12)
-_TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
-_SOURCE = "Bertasius et al. 2021"
-
 # Table 1 (K400, 8x224): parameters per scheme. Table 3: TimeSformer 0.59 TFLOPs for 3 views (1 clip x 3 crops),
 # TimeSformer-HR 5.11, TimeSformer-L 7.14; per view = / 3 (GFLOPs = multiply-adds, fvcore).
-for _suffix, _attention, _params in (
-    ("space_only", "space_only", 85.9),
-    ("joint", "joint_space_time", 85.9),
-    ("divided", "divided_space_time", 121.4),
-    ("local_global", "local_global", 121.4),
-    ("axial", "axial", 156.3),
-):
-    _paper = dict(params_m=_params, source=f"{_SOURCE}, Table 1")
-    if _attention == "axial":  # our reading of T+W+H (two added steps with *_fc) gives 157.0M
-        _paper["params_tol"] = 0.01
-    if _attention == "divided_space_time":
-        _paper = dict(params_m=_params, gflops=590.0 / 3, views=3, source=f"{_SOURCE}, Tables 1 and 3")
-    register_model(
-        f"timesformer_base_{_suffix}_8x224",
-        TimeSformer,
-        tiny=_TINY,
-        paper=_paper,
-        attention_type=_attention,
-        **_BASE,
-    )
+_TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
+_TABLE1, _TABLE3 = "Bertasius et al. 2021, Table 1", "Bertasius et al. 2021, Table 3"
 
-register_model(
-    "timesformer_hr_divided_16x448",
-    TimeSformer,
-    tiny=dict(_TINY, img_size=64),
-    # Table 3 gives 121.4M for HR as for the base model; the 28x28 pos_embed adds 0.46M (0.5%) that it leaves out.
-    paper=dict(
-        params_m=121.4, params_tol=0.01, gflops=5110.0 / 3, views=3, source=f"{_SOURCE}, Table 3 (TimeSformer-HR)"
-    ),
-    attention_type="divided_space_time",
-    **dict(_BASE, img_size=448, num_frames=16),
-)
-register_model(
-    "timesformer_large_divided_96x224",
-    TimeSformer,
-    tiny=dict(_TINY, num_frames=8),
-    paper=dict(params_m=121.4, gflops=7140.0 / 3, views=3, source=f"{_SOURCE}, Table 3 (TimeSformer-L)"),
-    attention_type="divided_space_time",
-    **dict(_BASE, num_frames=96),
-)
+
+def _vit_b16(name: str, attention_type: str, frames: int, size: int, paper: dict, **tiny: int) -> None:
+    """Register ``name``: TimeSformer on ViT-B/16 (the paper's backbone for every variant)."""
+    sizes = dict(num_frames=frames, img_size=size, patch_size=16, embed_dim=768, depth=12, num_heads=12)
+    register_model(name, TimeSformer, tiny={**_TINY, **tiny}, paper=paper, attention_type=attention_type, **sizes)
+
+
+_vit_b16("timesformer_base_space_only_8x224", "space_only", 8, 224, dict(params_m=85.9, source=_TABLE1))
+_vit_b16("timesformer_base_joint_8x224", "joint_space_time", 8, 224, dict(params_m=85.9, source=_TABLE1))
+_vit_b16("timesformer_base_divided_8x224", "divided_space_time", 8, 224,
+         dict(params_m=121.4, gflops=590.0 / 3, views=3, source="Bertasius et al. 2021, Tables 1 and 3"))  # fmt: skip
+_vit_b16("timesformer_base_local_global_8x224", "local_global", 8, 224, dict(params_m=121.4, source=_TABLE1))
+# our reading of T+W+H (two added steps with *_fc) gives 157.0M
+_vit_b16("timesformer_base_axial_8x224", "axial", 8, 224, dict(params_m=156.3, params_tol=0.01, source=_TABLE1))
+# Table 3 gives 121.4M for HR as for the base model; the 28x28 pos_embed adds 0.46M (0.5%) that it leaves out.
+_vit_b16("timesformer_hr_divided_16x448", "divided_space_time", 16, 448, img_size=64,
+         paper=dict(params_m=121.4, params_tol=0.01, gflops=5110.0 / 3, views=3,
+                    source=f"{_TABLE3} (TimeSformer-HR)"))  # fmt: skip
+_vit_b16("timesformer_large_divided_96x224", "divided_space_time", 96, 224, num_frames=8,
+         paper=dict(params_m=121.4, gflops=7140.0 / 3, views=3, source=f"{_TABLE3} (TimeSformer-L)"))  # fmt: skip

@@ -28,11 +28,12 @@ Recipes (official ``exp/*/config.yaml``, ``UNIFORMERV2`` section):
 
 * Kinetics / MiT (``exp/k400/k400_b16_f8x224``, ...): no local MHRA, no temporal down-sampling, global
   UniBlocks on the last 4 layers (``RETURN_LIST`` [8..11] for B/16, [20..23] for L/14), no drop path; the
-  defaults here. The released L/14@336 "frozen" models add ``frozen=True``.
+  defaults here. The released L/14@336 "frozen" models add ``frozen=True`` (registered:
+  ``uniformerv2_l14_frozen_8x336``).
 * Something-Something V1/V2 (``exp/sthv2/ssv2_b16_f16x224``, ``ssv2_l14_f32x224``, ...):
   ``local_mhra="double"``, ``temporal_downsample=True`` (16 or 32 input frames, 8 or 16 tokens in time),
   global UniBlocks on the last 8 layers of B/16 (``RETURN_LIST`` [4..11]) and the last 16 of L/14
-  ([8..23]), ``drop_path_rate=0.2``, ``global_drop_path_rate=0.4``.
+  ([8..23]), ``drop_path_rate=0.2``, ``global_drop_path_rate=0.4`` (registered: ``uniformerv2_b16_ssv2_16x224``).
 
 Stochastic depth follows the official code's masks, not timm's per-sample ones: see
 :class:`~video_transformers.layers.uniblocks.SharedDropPath`.
@@ -46,21 +47,15 @@ checkpoint names onto these.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import torch
 from einops import rearrange
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from video_transformers.layers import make_act_layer, prepend
-from video_transformers.layers.uniblocks import (
-    CastLayerNorm,
-    GlobalUniBlock,
-    ImageBlock,
-    LocalUniBlock,
-    StridedPatchEmbed3d,
-)
+from video_transformers.layers import PatchEmbed3d, make_act_layer, prepend, run_seq
+from video_transformers.layers.uniblocks import CastLayerNorm, GlobalUniBlock, ImageBlock, LocalUniBlock
 from video_transformers.models.base import VideoTransformer, init_weights
 from video_transformers.models.registry import register_model
 
@@ -149,17 +144,7 @@ class UniFormerV2(VideoTransformer):
         self.attention_pattern = (
             f"spatial MHSA per frame ({local_text}); global query cross-attends all tokens after blocks {global_layers}"
         )
-        self.patch_embed = StridedPatchEmbed3d(
-            img_size=img_size,
-            patch_size=patch_size,
-            temporal_kernel=3 if temporal_downsample else 1,
-            temporal_stride=2 if temporal_downsample else 1,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-        )
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
-        self.norm_pre = CastLayerNorm(embed_dim, eps=1e-5)
+        self._init_embeddings(patch_size, in_chans)
         act_layer = make_act_layer(act)
         local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
         block_cls, block_kw = (ImageBlock, {}) if local_mhra == "none" else (LocalUniBlock, local)
@@ -173,7 +158,6 @@ class UniFormerV2(VideoTransformer):
             GlobalUniBlock(embed_dim, num_heads, drop_path=p, **global_kw)
             for p in official_drop_path_rates(global_drop_path_rate, len(global_layers))
         )
-        self._global_at = {layer: j for j, layer in enumerate(global_layers)}  # block index -> global block index
         # sigmoid(0) = 1/2: query and CLS mean weigh equally; the frozen variant has no mix (official line 239)
         self.balance = None if frozen else nn.Parameter(torch.zeros(embed_dim))
         self.fc_norm = nn.LayerNorm(embed_dim)
@@ -182,6 +166,23 @@ class UniFormerV2(VideoTransformer):
         self._init_weights()
         if frozen:
             self.freeze_backbone()
+
+    def _init_embeddings(self, patch_size: int, in_chans: int) -> None:
+        """The 3D-conv tokenizer, the per-frame CLS token, the 2D position embedding and ``ln_pre``."""
+        self.patch_embed = PatchEmbed3d(
+            img_size=self.img_size,
+            num_frames=self.num_frames,
+            patch_size=patch_size,
+            tubelet_size=2 if self.temporal_downsample else 1,  # official conv1: kernel 3, stride 2, padding 1
+            temporal_kernel=3 if self.temporal_downsample else 1,
+            in_chans=in_chans,
+            embed_dim=self.embed_dim,
+            bias=False,
+            strict_num_frames=False,
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, self.embed_dim))
+        self.norm_pre = CastLayerNorm(self.embed_dim, eps=1e-5)
 
     def _init_weights(self) -> None:
         init_weights(self)
@@ -204,24 +205,35 @@ class UniFormerV2(VideoTransformer):
             if name.split(".")[0] in BACKBONE_PARTS:
                 p.requires_grad_(False)
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Embeddings (the query included), then the CLIP blocks; the global blocks, which read the tokens of
+        several levels, sit with ``norm_pre``, ``balance``, ``fc_norm`` and the head in the top group."""
+        stem = r"^(?:cls_token|pos_embed|patch_embed|temporal_cls_token)(?:\.|$)"
+        return {"stem": stem, "blocks": r"^blocks\.(\d+)\."}
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, 1 + t, D)``: the global query, then each frame's CLS token."""
         x = self.patch_embed(x)  # b t n d
         b, t = x.shape[:2]
-        grid = self.patch_embed.grid_size
+        grid = self.patch_embed.grid_size[1:]
         x = rearrange(x, "b t n d -> (b t) n d")
         x = self.norm_pre(prepend(self.cls_token.to(x.dtype), x) + self.pos_embed.to(x.dtype))
         query = self.temporal_cls_token.expand(b, -1, -1)
-        for i, blk in enumerate(self.blocks):
-            if self.grad_checkpointing and self.training:
-                x = checkpoint(blk, x, t, grid, use_reentrant=False)
-            else:
-                x = blk(x, t, grid)
-            j = self._global_at.get(i)
-            if j is not None:
-                query = self.global_blocks[j](query, x, t, grid)
+        start = 0
+        for end, global_block in zip(self.global_layers, self.global_blocks, strict=True):
+            x = self._run_blocks(self.blocks[start : end + 1], x, t, grid)
+            query = global_block(query, x, t, grid)  # after block `end`, on its tokens
+            start = end + 1
+        x = self._run_blocks(self.blocks[start:], x, t, grid)
         cls = rearrange(x[:, 0], "(b t) d -> b t d", b=b)
         return torch.cat([query, cls], dim=1)
+
+    def _run_blocks(self, blocks: nn.ModuleList, x: torch.Tensor, t: int, grid: tuple[int, int]) -> torch.Tensor:
+        """``blocks`` in order, checkpointed while training unless they are frozen (then autograd keeps none of
+        their activations anyway)."""
+        stage = [partial(blk, num_frames=t, grid_size=grid) for blk in blocks]
+        trains = any(p.requires_grad for p in blocks.parameters())
+        return run_seq(stage, x, checkpointing=self.grad_checkpointing and self.training and trains)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Mix the query with the mean of the frames' CLS tokens through ``sigmoid(balance)``, then LayerNorm
@@ -246,42 +258,33 @@ class UniFormerV2(VideoTransformer):
 # "0.1T" is too coarse to check against.
 _TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
 _SOURCE = "mmaction2 configs/recognition/uniformerv2/README.md (K400 table, params)"
+_B16 = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12)  # CLIP ViT-B/16
+_L14 = dict(patch_size=14, embed_dim=1024, depth=24, num_heads=16)  # CLIP ViT-L/14 (and L/14@336)
 
-register_model(
-    "uniformerv2_b16_8x224",
-    UniFormerV2,
-    tiny=_TINY,
-    paper=dict(params_m=115.0, source=_SOURCE, views="4x3"),
-    img_size=224,
-    num_frames=8,
-    patch_size=16,
-    embed_dim=768,
-    depth=12,
-    num_heads=12,
-)
-register_model(
-    "uniformerv2_l14_8x224",
-    UniFormerV2,
-    tiny=_TINY,
-    paper=dict(params_m=354.0, gflops=700.0, gflops_tol=0.08, source=_SOURCE, views="4x3"),
-    img_size=224,
-    num_frames=8,
-    patch_size=14,
-    embed_dim=1024,
-    depth=24,
-    num_heads=16,
-)
-register_model(
-    "uniformerv2_l14_32x336",
-    UniFormerV2,
-    tiny=_TINY,
-    paper=dict(params_m=354.0, gflops=6300.0, gflops_tol=0.01, source=_SOURCE, views="2x3"),
-    img_size=336,
-    num_frames=32,
-    patch_size=14,
-    embed_dim=1024,
-    depth=24,
-    num_heads=16,
-)
+
+def _uniformerv2(name: str, clip: dict, frames: int, size: int, paper: dict, tiny: dict = _TINY, **recipe) -> None:
+    register_model(name, UniFormerV2, tiny=tiny, paper=paper, num_frames=frames, img_size=size, **clip, **recipe)
+
+
+_uniformerv2("uniformerv2_b16_8x224", _B16, 8, 224, dict(params_m=115.0, source=_SOURCE, views="4x3"))
+_uniformerv2("uniformerv2_l14_8x224", _L14, 8, 224,
+             dict(params_m=354.0, gflops=700.0, gflops_tol=0.08, source=_SOURCE, views="4x3"))  # fmt: skip
+_uniformerv2("uniformerv2_l14_32x336", _L14, 32, 336,
+             dict(params_m=354.0, gflops=6300.0, gflops_tol=0.01, source=_SOURCE, views="2x3"))  # fmt: skip
+# Something-Something V2, B/16 at 16 frames: the official recipe exp/sthv2/ssv2_b16_f16x224/config.yaml (UNIFORMERV2:
+# DOUBLE_LMHRA, TEMPORAL_DOWNSAMPLE, RETURN_LIST [4..11], DW_REDUCTION 1.5, BACKBONE_DROP_PATH_RATE 0.2,
+# DROP_PATH_RATE 0.4, MLP_DROPOUT 0.5, CLS_DROPOUT 0.5; DATA.NUM_FRAMES 16, crop 224; MODEL.NUM_CLASSES 174). No
+# per-view params/GFLOPs of this configuration are recorded here (mmaction2's table covers the Kinetics models).
+_uniformerv2("uniformerv2_b16_ssv2_16x224", _B16, 16, 224,
+             dict(source="OpenGVLab/UniFormerV2 exp/sthv2/ssv2_b16_f16x224/config.yaml (MODEL_ZOO.md: SSv2 69.5, "
+                  "16x3x1)"), tiny=dict(_TINY, global_layers=[0, 1]),
+             num_classes=174, local_mhra="double", local_reduction=1.5, temporal_downsample=True,
+             global_layers=[4, 5, 6, 7, 8, 9, 10, 11], drop_path_rate=0.2, global_drop_path_rate=0.4)  # fmt: skip
+# The released frozen-backbone L/14@336 at 8 frames: exp/k400/frozen_k400_l14_f8x336/config.yaml (UNIFORMERV2:
+# FROZEN, NO_LMHRA, no temporal down-sampling, RETURN_LIST [20..23] = the default last 4, no drop path;
+# DATA.NUM_FRAMES 8, crop 336).
+_uniformerv2("uniformerv2_l14_frozen_8x336", _L14, 8, 336,
+             dict(source="OpenGVLab/UniFormerV2 exp/k400/frozen_k400_l14_f8x336/config.yaml (MODEL_ZOO.md: K400 "
+                  "86.7, 8x1x3)"), frozen=True)  # fmt: skip
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "UNIFORMERV2_MEAN", "UNIFORMERV2_STD", "UniFormerV2"]

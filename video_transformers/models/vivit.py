@@ -57,13 +57,13 @@ from torch import nn
 from video_transformers.layers import (
     Attention,
     Block,
-    BlockStack,
+    DropPath,
+    Encoder,
     PatchEmbed3d,
-    drop_path_rates,
     make_act_layer,
     prepend,
 )
-from video_transformers.models.base import VideoTransformer, init_weights
+from video_transformers.models.base import AttentionLayout, VideoTransformer, init_weights
 from video_transformers.models.registry import register_model
 
 VIVIT_MEAN = (0.5, 0.5, 0.5)  # ViViT's released models take pixels in [-1, 1]
@@ -189,12 +189,7 @@ class _ViViT(VideoTransformer):
         if head_init not in ("zeros", "trunc_normal"):
             raise ValueError(f"unknown head_init {head_init!r}; expected 'zeros' (scenic) or 'trunc_normal' (timm)")
         self.embed_dim, self.num_frames, self.img_size, self.in_chans = embed_dim, num_frames, img_size, in_chans
-        self.num_heads, self.norm_eps, self.drop_path_rate, self.head_init = (
-            num_heads,
-            norm_eps,
-            drop_path_rate,
-            head_init,
-        )
+        self.num_heads, self.drop_path_rate, self.head_init = num_heads, drop_path_rate, head_init
         self.mean, self.std = VIVIT_MEAN, VIVIT_STD
         self.patch_embed = PatchEmbed3d(
             img_size=img_size,
@@ -212,18 +207,22 @@ class _ViViT(VideoTransformer):
             attn_drop=attn_drop_rate,
             act_layer=make_act_layer(act),
             norm_eps=norm_eps,
-            drop_path_scale_by_keep=drop_path_scale_by_keep,
+            drop_path_layer=partial(DropPath, scale_by_keep=drop_path_scale_by_keep),
         )
         self._init_head(num_classes, head_drop_rate)
 
-    def _stack(self, block_fn: type[nn.Module], depth: int, **block_kwargs: Any) -> BlockStack:
+    def _stack(self, block_fn: type[nn.Module], depth: int, **block_kwargs: Any) -> Encoder:
         """``depth`` blocks with drop-path rising linearly to ``drop_path_rate`` (model.py:428-430), then a
         final LayerNorm (model.py:445-446)."""
-        blocks = [
-            block_fn(self.embed_dim, self.num_heads, drop_path=p, **self._block_kwargs, **block_kwargs)
-            for p in drop_path_rates(self.drop_path_rate, depth)
-        ]
-        return BlockStack(blocks, self.embed_dim, self.norm_eps)
+        return Encoder(
+            self.embed_dim,
+            depth,
+            self.num_heads,
+            drop_path=self.drop_path_rate,
+            block_fn=block_fn,
+            **self._block_kwargs,
+            **block_kwargs,
+        )
 
     def _init_weights(self, *, pos_embeds: list[nn.Parameter], cls_tokens: list[nn.Parameter]) -> None:
         init_weights(self)
@@ -254,6 +253,10 @@ class _ViViT(VideoTransformer):
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         return self._pool(x)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Embeddings, then ``encoder.blocks.<i>`` (Models 1, 3, 4)."""
+        return {"stem": r"^(?:cls_token|pos_embed|patch_embed)(?:\.|$)", "blocks": r"^encoder\.blocks\.(\d+)\."}
 
 
 def _with_shared_args(cls: type[_ViViT]) -> type[_ViViT]:
@@ -291,6 +294,12 @@ class ViViTSpatioTemporal(_ViViT):
         self.encoder = self._stack(Block, depth)
         self._init_weights(pos_embeds=[self.pos_embed], cls_tokens=[self.cls_token] if token else [])
 
+    def attention_layout(self) -> AttentionLayout | None:
+        """Joint attention over the CLS token and all ``t*n`` patches (none to follow without a CLS token)."""
+        if not self.num_prefix_tokens:
+            return None
+        return AttentionLayout("joint", "ViViTSpatioTemporal joint space-time", r"encoder\.blocks\.\d+\.attn")
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, [1 +] t*n, D)`` tokens, CLS first."""
         x = rearrange(self.patch_embed(x), "b t n d -> b (t n) d")
@@ -303,6 +312,7 @@ class ViViTFactorisedEncoder(_ViViT):
     with its own CLS token (or, with ``global_pool="avg"``, averaging its tokens instead)."""
 
     attention_pattern = "spatial encoder per temporal index, then temporal encoder over CLS tokens (ViViT Model 2)"
+    supports_streaming = True  # forward_spatial encodes each temporal index alone (Fig. 4)
 
     def __init__(
         self, *, spatial_depth: int = 12, temporal_depth: int = 4, global_pool: GlobalPool = "token", **kwargs: Any
@@ -319,6 +329,21 @@ class ViViTFactorisedEncoder(_ViViT):
         self.temporal = self._stack(Block, temporal_depth)
         cls = [self.cls_token, self.temporal_cls_token] if token else []
         self._init_weights(pos_embeds=[self.pos_embed, self.temporal_pos_embed], cls_tokens=cls)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Embeddings (both encoders'), the spatial blocks, then the temporal blocks on top of them."""
+        return {
+            "stem": r"^(?:cls_token|pos_embed|patch_embed|temporal_cls_token|temporal_pos_embed)(?:\.|$)",
+            "blocks": r"^spatial\.blocks\.(\d+)\.",
+            "temporal_blocks": r"^temporal\.blocks\.(\d+)\.",
+        }
+
+    def attention_layout(self) -> AttentionLayout | None:
+        """Spatial attention per temporal index and temporal attention over the indices, each with its CLS."""
+        if not self.num_prefix_tokens:
+            return None
+        spatial, temporal = r"spatial\.blocks\.\d+\.attn", r"temporal\.blocks\.\d+\.attn"
+        return AttentionLayout("factorised_encoder", "ViViT factorised encoder", spatial, temporal)
 
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> per-temporal-index spatial features ``(B, t, D)`` (CLS or mean)."""
@@ -376,55 +401,31 @@ class ViViTFactorisedDotProduct(_ViViTFactorisedBlocks):
 
 # -- registry -----------------------------------------------------------------------------------------
 _B16X2 = dict(img_size=224, num_frames=32, patch_size=16, tubelet_size=2, embed_dim=768, num_heads=12)
-_L16X2 = dict(_B16X2, embed_dim=1024, num_heads=16)
+_L16X2 = dict(_B16X2, embed_dim=1024, num_heads=16)  # ViViT-L (ViT-L sizes; paper Table 1)
 _TINY = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=4)
-_TINY_FE = dict(_TINY, spatial_depth=2, temporal_depth=1)
-del _TINY_FE["depth"]
+_TINY_FE = dict(img_size=32, num_frames=4, patch_size=8, embed_dim=64, spatial_depth=2, temporal_depth=1, num_heads=4)
 
-register_model(
-    "vivit_base_spatio_temporal_16x2",
-    ViViTSpatioTemporal,
-    tiny=_TINY,
-    paper=dict(params_m=88.9, gflops=455.2, source=TABLE2),
-    depth=12,
-    **_B16X2,
-)
-register_model(
-    "vivit_base_factorised_encoder_16x2",
-    ViViTFactorisedEncoder,
-    tiny=_TINY_FE,
-    paper=dict(params_m=115.1, gflops=284.4, source=TABLE2),
-    spatial_depth=12,
-    temporal_depth=4,
-    **_B16X2,
-)
-register_model(
-    "vivit_base_factorised_self_attention_16x2",
-    ViViTFactorisedSelfAttention,
-    tiny=_TINY,
-    paper=dict(params_m=117.3, gflops=372.3, source=TABLE2),
-    depth=12,
-    **_B16X2,
-)
-register_model(
-    "vivit_base_factorised_dot_product_16x2",
-    ViViTFactorisedDotProduct,
-    tiny=_TINY,
-    paper=dict(params_m=88.9, gflops=277.1, source=TABLE2),
-    depth=12,
-    **_B16X2,
-)
-# ViViT-L (ViT-L sizes: 24 layers, width 1024, 16 heads; paper Table 1), Model 1: the size of the released
-# K400 ViViT-L/16x2 checkpoint. No per-view params/GFLOPs for this configuration are recorded here: the
-# paper's Table 6 reports multi-view totals only.
-register_model(
-    "vivit_large_spatio_temporal_16x2",
-    ViViTSpatioTemporal,
-    tiny=dict(_TINY, num_heads=2),
-    paper=dict(source="Arnab et al. 2021, Table 1 (ViViT-L: 24 layers, D=1024, 16 heads, MLP 4096)"),
-    depth=24,
-    **_L16X2,
-)
+
+def _vivit(name: str, cls: type[_ViViT], sizes: dict, tiny: dict, paper: dict, **depths: int) -> None:
+    register_model(name, cls, tiny=tiny, paper=paper, **sizes, **depths)
+
+
+def _table2(params_m: float, gflops: float) -> dict:
+    return dict(params_m=params_m, gflops=gflops, source=TABLE2)
+
+
+_vivit("vivit_base_spatio_temporal_16x2", ViViTSpatioTemporal, _B16X2, _TINY, _table2(88.9, 455.2), depth=12)
+_vivit("vivit_base_factorised_encoder_16x2", ViViTFactorisedEncoder, _B16X2, _TINY_FE, _table2(115.1, 284.4),
+       spatial_depth=12, temporal_depth=4)  # fmt: skip
+_vivit("vivit_base_factorised_self_attention_16x2", ViViTFactorisedSelfAttention, _B16X2, _TINY,
+       _table2(117.3, 372.3), depth=12)  # fmt: skip
+_vivit("vivit_base_factorised_dot_product_16x2", ViViTFactorisedDotProduct, _B16X2, _TINY, _table2(88.9, 277.1),
+       depth=12)  # fmt: skip
+# ViViT-L Model 1: the size of the released K400 ViViT-L/16x2 checkpoint. No per-view params/GFLOPs for this
+# configuration are recorded here: the paper's Table 6 reports multi-view totals only.
+_vivit("vivit_large_spatio_temporal_16x2", ViViTSpatioTemporal, _L16X2, dict(_TINY, num_heads=2),
+       dict(source="Arnab et al. 2021, Table 1 (ViViT-L: 24 layers, D=1024, 16 heads, MLP 4096)"),
+       depth=24)  # fmt: skip
 # ViViT-L/16x2 factorised encoder, the model of scenic's released ViViT-L checkpoints (K400, K600, Epic
 # Kitchens, SSv2: scenic/projects/vivit/README.md:51-54). Sizes from scenic's Kinetics config
 # (configs/kinetics400/vivit_large_factorised_encoder.py:87-109: 24 spatial and 24 temporal layers of width
@@ -432,15 +433,7 @@ register_model(
 # temporal layers (pass temporal_depth=4; from_pretrained reads the depth from the checkpoint). Scenic's
 # README reports 80.3 / 81.6 top-1 (K400 / K600, 4x3 views) for these checkpoints; per-view params/GFLOPs
 # of this configuration are not recorded here (the paper's Table 6 gives multi-view totals only).
-register_model(
-    "vivit_large_factorised_encoder_16x2",
-    ViViTFactorisedEncoder,
-    tiny=dict(_TINY_FE, num_heads=2),
-    paper=dict(
-        source="scenic ViViT README (ViViT-L/16x2 FE: K400 80.3, K600 81.6 top-1, 4x3 views); sizes from scenic's "
-        "configs/kinetics400/vivit_large_factorised_encoder.py"
-    ),
-    spatial_depth=24,
-    temporal_depth=24,
-    **_L16X2,
-)
+_vivit("vivit_large_factorised_encoder_16x2", ViViTFactorisedEncoder, _L16X2, dict(_TINY_FE, num_heads=2),
+       dict(source="scenic ViViT README (ViViT-L/16x2 FE: K400 80.3, K600 81.6 top-1, 4x3 views); sizes from "
+            "scenic's configs/kinetics400/vivit_large_factorised_encoder.py"),
+       spatial_depth=24, temporal_depth=24)  # fmt: skip

@@ -208,12 +208,14 @@ TIMESFORMER = [
 
 
 def _scenic(path: str) -> Source:
+    dataset, model = path.split("/")
     return Source(
         "url",
         f"https://storage.googleapis.com/scenic-bucket/vivit/{path}/checkpoint",
-        None,  # a Flax checkpoint: this suite reads no JAX format
+        "scenic_vivit",  # flax msgpack, read without JAX
         "listed",
         f"{CHECKED}: {SCENIC_README}",
+        file=f"{model}_{dataset}.msgpack",  # every scenic file is called `checkpoint`: the local copy is named apart
     )
 
 
@@ -221,6 +223,8 @@ _VIVIT_TOP1 = "scenic/projects/vivit/README.md model zoo (commit 4a38d47), multi
 _HF_VIVIT_SHA = (
     "LFS pointer of pytorch_model.bin at commit 990d41c (file last changed by 800b669 'Fix model head weights')"
 )
+_VIVIT_B_FE, _VIVIT_L_FE = "vivit_base_factorised_encoder_16x2", "vivit_large_factorised_encoder_16x2"
+_L_NOTE = "ViViT-L: width 1024, 24 spatial and 24 temporal layers (scenic's Kinetics config)"
 VIVIT = [
     Checkpoint(
         name="vivit_b16x2_k400",
@@ -238,7 +242,8 @@ VIVIT = [
         normalisation_source="HF preprocessor_config.json (rescale to [-1, 1]); scenic's inputs are the same",
         note="the HF weights are transformers' conversion of the scenic checkpoint "
         "(convert_vivit_flax_to_pytorch.py downloads vivit_base_16x2_unfactorized); google/vivit-b-16x2 main "
-        "holds the same file (same LFS sha256)",
+        "holds the same file (same LFS sha256); the scenic file alone does not say it is Model 1: read it with "
+        'from_pretrained(name, attention_type="spacetime")',
         sources=(
             Source(
                 "hf-folder",
@@ -257,7 +262,7 @@ VIVIT = [
         Checkpoint(
             name=name,
             family="vivit",
-            model="vivit_base_factorised_encoder_16x2",
+            model=model,
             dataset=dataset,
             pretraining="ImageNet-21K ViT",
             num_frames=32,
@@ -271,10 +276,10 @@ VIVIT = [
             note=note,
             sources=(_scenic(path),),
         )
-        for name, dataset, top1, path, note in [
-            ("vivit_b16x2_fe_k400", "Kinetics-400", 78.4, "kinetics_400/vivit_base_16x2_fe", ""),
-            ("vivit_l16x2_fe_k400", "Kinetics-400", 80.3, "kinetics_400/vivit_large_16x2_fe", "ViViT-L: width 1024"),
-            ("vivit_l16x2_fe_k600", "Kinetics-600", 81.6, "kinetics_600/vivit_large_16x2_fe", "ViViT-L: width 1024"),
+        for name, model, dataset, top1, path, note in [
+            ("vivit_b16x2_fe_k400", _VIVIT_B_FE, "Kinetics-400", 78.4, "kinetics_400/vivit_base_16x2_fe", ""),
+            ("vivit_l16x2_fe_k400", _VIVIT_L_FE, "Kinetics-400", 80.3, "kinetics_400/vivit_large_16x2_fe", _L_NOTE),
+            ("vivit_l16x2_fe_k600", _VIVIT_L_FE, "Kinetics-600", 81.6, "kinetics_600/vivit_large_16x2_fe", _L_NOTE),
         ]
     ],
 ]
@@ -338,6 +343,7 @@ def _uv2(name, model, dataset, pretraining, frames, size, top1, views, sources, 
 
 
 _B16, _L14, _L336 = "uniformerv2_b16_8x224", "uniformerv2_l14_8x224", "uniformerv2_l14_32x336"
+_B16_SSV2 = "uniformerv2_b16_ssv2_16x224"  # local MHRA, temporal down-sampling, 8 global blocks
 _MM_L14 = "kinetics400/uniformerv2-large-p14-res{s}_clip-kinetics710-pre_u{t}_kinetics400-rgb_20221219-{h}.pth"
 _NO_COPY = "no copy of these exact weights found; mmaction2's B/16 of the same setting is a re-training"
 UNIFORMERV2 = [
@@ -362,9 +368,9 @@ UNIFORMERV2 = [
           _mmaction(_MM_L14.format(s=336, t=32, h="1dd7650f"))]),
     _uv2("uniformerv2_l14_k710_k400_64x336", _L336, "Kinetics-400", "CLIP-400M + K710", 64, 336, 90.0, "2x3",
          [_aliyun("k400/k400_k710_uniformerv2_l14_64x336.pyth")]),
-    _uv2("uniformerv2_b16_ssv2_16x224", _B16, "Something-Something-V2", "CLIP-400M", 16, 224, 69.5, "1x3",
+    _uv2("uniformerv2_b16_ssv2_16x224", _B16_SSV2, "Something-Something-V2", "CLIP-400M", 16, 224, 69.5, "1x3",
          [_aliyun("sthv2/sthv2_uniformerv2_b16_16x224.pyth")]),
-    _uv2("uniformerv2_b16_ssv2_32x224", _B16, "Something-Something-V2", "CLIP-400M", 32, 224, 70.7, "1x3",
+    _uv2("uniformerv2_b16_ssv2_32x224", _B16_SSV2, "Something-Something-V2", "CLIP-400M", 32, 224, 70.7, "1x3",
          [_aliyun("sthv2/sthv2_uniformerv2_b16_32x224.pyth")]),
     _uv2("uniformerv2_l14_ssv2_16x224", _L14, "Something-Something-V2", "CLIP-400M", 16, 224, 72.1, "1x3",
          [_aliyun("sthv2/sthv2_uniformerv2_l14_16x224.pyth")]),
@@ -381,10 +387,6 @@ CHECKPOINTS: dict[str, Checkpoint] = {c.name: c for c in (*TIMESFORMER, *VIVIT, 
 
 def get(name: str) -> Checkpoint | None:
     return CHECKPOINTS.get(name)
-
-
-def list_checkpoints(family: str | None = None) -> list[str]:
-    return [n for n, c in CHECKPOINTS.items() if family is None or c.family == family]
 
 
 # -- tables (vt info --pretrained, docs/pretrained.md) ---------------------------------------------------
@@ -405,6 +407,12 @@ def _where(s: Source) -> str:
     return s.hub_id or s.location
 
 
+def _load_from(s: Source) -> str:
+    """A readable source for the table; a download saved under another name than the URL's says which."""
+    saved_as = s.kind == "url" and s.file and s.file != s.location.split("?", 1)[0].rsplit("/", 1)[-1]
+    return f"`{_where(s)}`" + (f" saved as `$VT_WEIGHTS_DIR/{s.filename}`" if saved_as else "")
+
+
 def rows(names: list[str] | None = None) -> list[dict]:
     """One plain dict per checkpoint (the csv/json output)."""
     out = []
@@ -422,7 +430,7 @@ def checkpoints_markdown() -> str:
     for c in CHECKPOINTS.values():
         top1 = f"{c.top1} ({c.views})" if c.top1 is not None else "-"
         paper = f"{c.paper_top1}" if c.paper_top1 is not None else "-"
-        load = "<br>".join(f"`{_where(s)}`" for s in c.readable_sources) or "not readable here (see sources)"
+        load = "<br>".join(_load_from(s) for s in c.readable_sources) or "not readable here (see sources)"
         cells = [f"`{c.name}`", f"`{c.model}`", c.dataset, f"{c.num_frames}x{c.img_size}", _norm(c), top1, paper, load]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -467,4 +475,4 @@ def to_csv(names: list[str] | None = None) -> str:
     return buf.getvalue()
 
 
-__all__ = ["CHECKPOINTS", "Checkpoint", "Source", "get", "list_checkpoints", "rows"]
+__all__ = ["CHECKPOINTS", "Checkpoint", "Source", "get", "rows"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import json
 import logging
-import os
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from video_transformers.pretrained.errors import PretrainedError
+from video_transformers.pretrained.hub import resolve_source, weights_dir
 from video_transformers.safety.checkpoints import CheckpointError, safe_torch_load
 from video_transformers.safety.metadata import (
     validate_hf_config,
@@ -28,16 +31,6 @@ from video_transformers.safety.metadata import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class PretrainedError(ValueError):
-    """A checkpoint or pretrained source cannot be used; the message names the file or key."""
-
-
-def weights_dir() -> Path:
-    """Where local copies of pretrained weights are looked up: ``$VT_WEIGHTS_DIR`` or
-    ``~/.cache/video_transformers/weights``."""
-    return Path(os.environ.get("VT_WEIGHTS_DIR") or Path.home() / ".cache" / "video_transformers" / "weights")
 
 
 def load_state_dict_file(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
@@ -143,6 +136,78 @@ def load_checked(
         raise PretrainedError(f"{type(model).__name__}: " + "; ".join(problems))
 
 
+def load_pretrained(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], where: str, *, missing: Iterable[str] = ()
+) -> bool:
+    """:func:`load_checked` a checkpoint into ``model`` (errors prefixed with ``where``) after dropping a
+    classifier for another class count than ``model.num_classes`` (the checkpoint's ``head.weight`` rows; none
+    = 0 classes), whose ``head.*`` then stays fresh. Returns whether the checkpoint's classifier was kept (its
+    class names then apply)."""
+    saved = state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0
+    missing = list(missing)
+    if saved != model.num_classes:
+        log.info("%s: head for %d classes dropped (model has %d)", where, saved, model.num_classes)
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+        missing += ["head.*"] if model.num_classes > 0 else []
+    try:
+        load_checked(model, state_dict, missing=missing)
+    except PretrainedError as e:
+        raise PretrainedError(f"{where}: {e}") from e
+    return saved == model.num_classes
+
+
+# -- files of the formats -------------------------------------------------------------------------------
+def read_json(file: Path) -> dict[str, Any]:
+    """A JSON object from ``file``; anything else raises naming the file."""
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise PretrainedError(f"{file}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise PretrainedError(f"{file}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def config_model_type(folder: Path) -> str | None:
+    """``model_type`` of ``folder/config.json`` (a ``transformers``-style model folder), ``None`` if there is
+    no readable one: the cheap test behind every folder format's ``detect``."""
+    try:
+        return read_json(folder / "config.json").get("model_type") if folder.is_dir() else None
+    except PretrainedError:
+        return None
+
+
+def hf_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a ``transformers`` folder: ``model.safetensors`` or ``pytorch_model.bin``, or the
+    shards its ``*.index.json`` lists (``save_pretrained`` of large models)."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return load_state_dict_file(folder / name)
+    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / name).is_file():
+            weight_map = read_json(folder / name).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise PretrainedError(f"{folder / name}: no 'weight_map' object")
+            shards = sorted(set(weight_map.values()))
+            return {k: v for shard in shards for k, v in load_state_dict_file(folder / shard).items()}
+    raise PretrainedError(
+        f"{folder}: no model.safetensors or pytorch_model.bin (or a sharded index) next to config.json"
+    )
+
+
+def pickle_mentions(path: Path, suffixes: Iterable[str], names: Iterable[bytes]) -> bool:
+    """Whether ``path`` is a torch zip archive with one of ``suffixes`` whose pickle contains every one of
+    ``names`` (key names, read as bytes, never unpickled): the cheap test behind ``detect`` of pickled formats."""
+    if not (path.is_file() and path.suffix in set(suffixes) and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        if not pickles:
+            return False
+        text = archive.read(pickles[0])
+    return all(name in text for name in names)
+
+
 # -- formats behind from_pretrained -------------------------------------------------------------------
 @dataclass(frozen=True)
 class Format:
@@ -183,8 +248,6 @@ def from_pretrained(
     read pickles (official releases holding non-tensor objects); never pass it for files from an unknown
     source. Metadata (``config.json``, class names, mean/std) is validated, and errors name the file and key.
     """
-    from video_transformers.pretrained.hub import resolve_source
-
     path = resolve_source(source)
     if not path.exists():
         raise PretrainedError(
@@ -214,8 +277,6 @@ def from_pretrained(
 
 def _validate_folder_metadata(folder: Path) -> None:
     """``config.json`` and preprocessor configs of a pretrained folder, before a loader sizes a model from them."""
-    import json
-
     for name, validate in (
         ("config.json", validate_hf_config),
         ("preprocessor_config.json", validate_preprocessor_config),

@@ -26,10 +26,13 @@ from torch import nn
 from video_transformers.models.base import VideoTransformer
 from video_transformers.pretrained.common import (
     PretrainedError,
-    load_checked,
+    config_model_type,
+    load_pretrained,
     load_state_dict_file,
+    read_json,
     register_format,
 )
+from video_transformers.pretrained.spec import is_plain, resolve_class
 from video_transformers.safety.limits import SizeError, check_model_kwargs
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,6 @@ log = logging.getLogger(__name__)
 MODEL_TYPE = "video_transformers"
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, CARD, REPORT = "config.json", "model.safetensors", "README.md", "test_report.json"
-_PLAIN = (bool, int, float, str, type(None))
 
 
 def constructor_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -57,34 +59,25 @@ def constructor_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
             out[name] = p.default
         else:
             raise PretrainedError(f"{cls.__name__}: required argument {name!r} was not recorded")
-    bad = {k: v for k, v in out.items() if not _json_plain(v)}
+    bad = {k: v for k, v in out.items() if not is_plain(v)}
     if bad:
         raise PretrainedError(f"{cls.__name__}: arguments {sorted(bad)} are not JSON values; cannot write config.json")
     return out
-
-
-def _json_plain(v: Any) -> bool:
-    if isinstance(v, list | tuple):
-        return all(_json_plain(x) for x in v)
-    if isinstance(v, dict):
-        return all(isinstance(k, str) and _json_plain(x) for k, x in v.items())
-    return isinstance(v, _PLAIN)
 
 
 def build_config(
     model: nn.Module, spec: dict[str, Any] | None, *, clip: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """``config.json`` for ``model``, built by ``spec = {"class": "module:Name", "kwargs": {...}}`` (as
-    :func:`~video_transformers.pretrained.lightning_ckpt.build_recorded` records it)."""
+    :func:`~video_transformers.pretrained.spec.model_spec` gives it)."""
     from video_transformers import __version__
-    from video_transformers.pretrained.lightning_ckpt import _resolve_class
 
     if spec is None:
         raise PretrainedError(
             f"{type(model).__name__}: its constructor call was not recorded (positional or non-JSON arguments), "
             "so config.json cannot describe it"
         )
-    cls = _resolve_class(spec["class"], "export")
+    cls = resolve_class(spec["class"], "export")
     if not isinstance(model, cls):
         raise PretrainedError(f"spec names {spec['class']} but the model is a {type(model).__name__}")
     kwargs = constructor_kwargs(cls, spec["kwargs"])
@@ -144,10 +137,7 @@ def save_folder(
 
 def read_config(folder: Path) -> dict[str, Any]:
     file = folder / CONFIG
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, ValueError) as e:
-        raise PretrainedError(f"{file}: cannot read ({e})") from e
+    config = read_json(file)
     for key, types in (("model_class", str), ("model_kwargs", dict), ("image_mean", list), ("image_std", list)):
         if not isinstance(config.get(key), types):
             raise PretrainedError(f"{file}: {key!r} missing or not a {types.__name__}")
@@ -162,11 +152,9 @@ def read_config(folder: Path) -> dict[str, Any]:
 def load_folder(path: str | Path, **overrides: Any) -> VideoTransformer:
     """The model of an exported folder; ``overrides`` replace recorded arguments (a different
     ``num_classes`` leaves the head new; other shape changes fail naming the key)."""
-    from video_transformers.pretrained.lightning_ckpt import _resolve_class
-
     folder = Path(path)
     config = read_config(folder)
-    cls = _resolve_class(config["model_class"], str(folder / CONFIG))
+    cls = resolve_class(config["model_class"], str(folder / CONFIG))
     kwargs = {**config["model_kwargs"], **overrides}
     try:
         check_model_kwargs(config.get("model_name") or cls.__name__, kwargs)
@@ -176,34 +164,18 @@ def load_folder(path: str | Path, **overrides: Any) -> VideoTransformer:
         model = cls(**kwargs)
     except TypeError as e:
         raise PretrainedError(f"{folder / CONFIG}: model_kwargs do not fit {cls.__name__} ({e})") from e
-    state = load_state_dict_file(folder / WEIGHTS)
-    saved_classes = config["model_kwargs"].get("num_classes")
-    missing: list[str] = []
-    if model.num_classes != saved_classes:
-        log.info("%s: head for %s classes dropped (model has %d)", folder, saved_classes, model.num_classes)
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        missing = ["head.*"] if model.num_classes > 0 else []
-    try:
-        load_checked(model, state, missing=missing)
-    except PretrainedError as e:
-        raise PretrainedError(f"{folder / WEIGHTS}: {e}") from e
+    head_kept = load_pretrained(model, load_state_dict_file(folder / WEIGHTS), str(folder / WEIGHTS))
     model.mean = tuple(float(v) for v in config["image_mean"])
     model.std = tuple(float(v) for v in config["image_std"])
     id2label = config.get("id2label") or {}
-    if id2label and not missing:
+    if id2label and head_kept:
         model.class_names = [id2label[str(i)] for i in range(len(id2label))]
     model.model_name = config.get("model_name") or ""
     return model
 
 
 def is_folder(path: Path) -> bool:
-    config = path / CONFIG
-    if not (path.is_dir() and config.is_file()):
-        return False
-    try:
-        return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError):
-        return False
+    return config_model_type(path) == MODEL_TYPE
 
 
 def clip_settings(path: str | Path) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from video_transformers.pretrained import catalog
-from video_transformers.pretrained.common import PretrainedError, weights_dir
+from video_transformers.pretrained.errors import PretrainedError
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,12 @@ class HubId:
             what = f' --include "*.json" --include "{weights_file}"'
         rev = f" --revision {self.revision}" if self.revision else ""
         return f"hf download {self.repo_id}{what}{rev}"
+
+
+def weights_dir() -> Path:
+    """Where local copies of pretrained weights are looked up: ``$VT_WEIGHTS_DIR`` or
+    ``~/.cache/video_transformers/weights``."""
+    return Path(os.environ.get("VT_WEIGHTS_DIR") or Path.home() / ".cache" / "video_transformers" / "weights")
 
 
 def hub_cache() -> str:
@@ -379,4 +385,5 @@ __all__ = [
     "parse_hub_id",
     "resolve_source",
     "verify_sha256",
+    "weights_dir",
 ]

@@ -1,10 +1,11 @@
-"""One entry point for initialising a video model from image weights: :func:`init_from_image` picks the
-family's own initialisation by the model's type.
+"""One entry point for initialising a video model from image weights: :func:`init_from_image`, dispatched on
+the model's class (``functools.singledispatch``). Each family's module registers its own initialisation with
+``@register_image_init(<model class>)``:
 
 * TimeSformer: :func:`video_transformers.pretrained.timesformer.load_image_weights` (timm ViT, section 4 of
   Bertasius et al. 2021); no options.
 * ViViT Models 1-4: :func:`video_transformers.pretrained.vivit.load_image_weights` (section 3.4 of Arnab et
-  al. 2021); options ``inflation`` and, for Models 2/3, ``temporal_init``.
+  al. 2021); options ``inflation`` and, for Models 2/3, ``temporal_init`` (Model 2 also ``cls_init``).
 * UniFormerV2: :func:`video_transformers.pretrained.uniformerv2.init_from_clip` (CLIP image tower); no
   options; sets CLIP's mean/std.
 
@@ -14,14 +15,25 @@ The image source is a timm model name, a local weights file, or a file named aft
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from functools import singledispatch
 from typing import Any
 
 from torch import nn
 
-from video_transformers.models.timesformer import TimeSformer
-from video_transformers.models.uniformerv2 import UniFormerV2
-from video_transformers.pretrained import timesformer, uniformerv2, vivit
 from video_transformers.pretrained.common import PretrainedError
+
+
+@singledispatch
+def _image_init(model: nn.Module, source: str, **options: Any) -> nn.Module:
+    known = sorted(c.__name__ for c in _image_init.registry if c is not object)
+    raise PretrainedError(f"no image initialisation for {type(model).__name__}; known: {', '.join(known)}")
+
+
+def register_image_init(cls: type[nn.Module]) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: ``fn(model, source, **options) -> model`` initialises models of ``cls`` (and subclasses)."""
+    return _image_init.register(cls)
 
 
 def init_from_image(model: nn.Module, source: str, **options: Any) -> nn.Module:
@@ -29,23 +41,15 @@ def init_from_image(model: nn.Module, source: str, **options: Any) -> nn.Module:
 
     Returns ``model``. Options the family does not take raise ``TypeError`` naming them.
     """
-    if isinstance(model, TimeSformer):
-        _no_options("TimeSformer", options)
-        return timesformer.load_image_weights(model, source)
-    if type(model) in vivit.FILTERS:
-        return vivit.load_image_weights(model, source, **options)
-    if isinstance(model, UniFormerV2):
-        _no_options("UniFormerV2", options)
-        return uniformerv2.init_from_clip(model, source)
-    raise PretrainedError(
-        f"no image initialisation for {type(model).__name__}; known: TimeSformer, "
-        f"{', '.join(c.__name__ for c in vivit.FILTERS)}, UniFormerV2"
-    )
+    fn = _image_init.dispatch(type(model))
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        accepted = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            takes = f"takes options {accepted}" if accepted else "takes no options"
+            raise TypeError(f"{type(model).__name__} image initialisation {takes}; got {unknown}")
+    return fn(model, source, **options)
 
 
-def _no_options(family: str, options: dict[str, Any]) -> None:
-    if options:
-        raise TypeError(f"{family} image initialisation takes no options; got {sorted(options)}")
-
-
-__all__ = ["init_from_image"]
+__all__ = ["init_from_image", "register_image_init"]

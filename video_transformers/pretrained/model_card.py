@@ -98,14 +98,31 @@ def build_card(
     source: str | None = None,
 ):  # noqa: ANN201 (huggingface_hub.ModelCard)
     """The model card for an exported folder's ``config`` (see :func:`.hf_folder.build_config`)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard
 
     from video_transformers import __version__
 
     cls = config["architectures"][0]
-    family = _FAMILIES.get(cls, "vivit" if cls.startswith("ViViT") else cls.lower())
     title = config.get("model_name") or cls
-    repo = hub_id or "<namespace>/<name>"
+    lines = ["---", _card_data(config, title, report, facts).to_yaml(), "---", "", f"# {title}", ""]
+    lines.append(
+        f"A {cls} video classifier ({config['num_classes']} classes) exported by video-transformers {__version__}"
+        + (f" from `{source}`." if source else ".")
+    )
+    lines += _use_section(hub_id or "<namespace>/<name>") + _input_section(config)
+    lines += ["", "## Architecture", "", f"`{config['model_class']}` with (config.json `model_kwargs`):", ""]
+    lines += ["| argument | value |", "|---|---|"]
+    lines += [f"| {k} | {json.dumps(v)} |" for k, v in config["model_kwargs"].items()]
+    lines += _evaluation_section(report, facts)
+    return ModelCard("\n".join(lines) + "\n")
+
+
+def _card_data(config: dict[str, Any], title: str, report: dict | None, facts: dict | None):  # noqa: ANN202
+    """The YAML metadata the Hub indexes: library, task, tags and (with a test report) ``model-index``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    cls = config["architectures"][0]
+    family = _FAMILIES.get(cls, "vivit" if cls.startswith("ViViT") else cls.lower())
     metrics = _metrics(report) if report else {}
     dataset = (report or {}).get("dataset")
     dataset_name = dataset.get("name") if isinstance(dataset, dict) else dataset
@@ -122,25 +139,17 @@ def build_card(
         )
         for name, value in metrics.items()
     ]
-    data = ModelCardData(
+    return ModelCardData(
         library_name="video-transformers",
         pipeline_tag="video-classification",
         tags=["video-classification", family, "video-transformers"],
         model_name=title if eval_results else None,
         eval_results=eval_results or None,
     )
-    clip = config.get("clip") or {}
-    mean, std = config["image_mean"], config["image_std"]
-    names = [config["id2label"][str(i)] for i in range(len(config.get("id2label") or {}))]
-    lines = [
-        "---",
-        data.to_yaml(),
-        "---",
-        "",
-        f"# {title}",
-        "",
-        f"A {cls} video classifier ({config['num_classes']} classes) exported by video-transformers {__version__}"
-        + (f" from `{source}`." if source else "."),
+
+
+def _use_section(repo: str) -> list[str]:
+    return [
         "",
         "## Use",
         "",
@@ -152,12 +161,19 @@ def build_card(
         "```",
         "",
         f"or `vt predict --ckpt_path hf-hub:{repo} --paths clip.mp4`.",
+    ]
+
+
+def _input_section(config: dict[str, Any]) -> list[str]:
+    clip = config.get("clip") or {}
+    names = [config["id2label"][str(i)] for i in range(len(config.get("id2label") or {}))]
+    lines = [
         "",
         "## Input",
         "",
         f"- {config['num_frames']} frames of {config['image_size']}x{config['image_size']} px, "
         f"{config['num_channels']} channels, layout (B, C, T, H, W)",
-        f"- normalisation: (x / 255 - mean) / std, mean {mean}, std {std}",
+        f"- normalisation: (x / 255 - mean) / std, mean {config['image_mean']}, std {config['image_std']}",
     ]
     if clip:
         lines.append(
@@ -167,11 +183,13 @@ def build_card(
     if names:
         shown = ", ".join(names[:10]) + (f", ... ({len(names)} in config.json id2label)" if len(names) > 10 else "")
         lines.append(f"- classes: {shown}")
-    lines += ["", "## Architecture", "", f"`{config['model_class']}` with (config.json `model_kwargs`):", ""]
-    lines += ["| argument | value |", "|---|---|"]
-    lines += [f"| {k} | {json.dumps(v)} |" for k, v in config["model_kwargs"].items()]
-    lines += ["", "## Evaluation", ""]
+    return lines
+
+
+def _evaluation_section(report: dict[str, Any] | None, facts: dict[str, Any] | None) -> list[str]:
+    lines = ["", "## Evaluation", ""]
     if report:
+        metrics = _metrics(report)
         lines.append(f"From `{REPORT}` (copied into this folder):")
         lines.append("")
         if metrics:
@@ -184,7 +202,7 @@ def build_card(
         lines.append(f"No `{REPORT}` was found beside the checkpoint: this model has no recorded test evaluation.")
         if facts:
             lines += ["", "What the checkpoint records:", "", *_items(facts)]
-    return ModelCard("\n".join(lines) + "\n")
+    return lines
 
 
 __all__ = ["build_card", "checkpoint_facts", "find_test_report", "read_report"]

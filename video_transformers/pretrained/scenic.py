@@ -42,14 +42,12 @@ import torch
 from video_transformers.models import list_models
 from video_transformers.models.registry import get_entry
 from video_transformers.models.vivit import (
-    VIVIT_MEAN,
-    VIVIT_STD,
     ViViTFactorisedDotProduct,
     ViViTFactorisedEncoder,
     ViViTFactorisedSelfAttention,
     ViViTSpatioTemporal,
 )
-from video_transformers.pretrained.common import PretrainedError, load_checked, register_format
+from video_transformers.pretrained.common import PretrainedError, load_pretrained, register_format
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +220,43 @@ def _split_tokens(
     return num_frames, size
 
 
+def _factorised_encoder_sizes(
+    params: dict[str, Any], path: Path, token: bool, patch: int, tubelet: int, given: dict[str, int]
+) -> dict[str, Any]:
+    """Model 2's sizes: both encoders' depths, heads and MLP width, frames and size from the two position
+    embeddings (which state them, so the ``given`` ``num_frames`` / ``img_size`` must agree)."""
+    spatial, temporal = params["SpatialTransformer"], params["TemporalTransformer"]
+    s_depth, s_heads, s_mlp = _encoder_sizes(spatial, "MultiHeadDotProductAttention_0", "MlpBlock_0")
+    t_depth, t_heads, t_mlp = _encoder_sizes(temporal, "MultiHeadDotProductAttention_0", "MlpBlock_0")
+    if (s_heads, s_mlp) != (t_heads, t_mlp):
+        raise PretrainedError(
+            f"{path}: spatial and temporal encoders differ in heads/MLP ({s_heads}/{s_mlp} vs {t_heads}/{t_mlp})"
+        )
+    n = _shape(spatial, "posembed_input", "pos_embedding")[1] - token
+    t = _shape(temporal, "posembed_input", "pos_embedding")[1] - token
+    side = math.isqrt(n)
+    if side * side != n:
+        raise PretrainedError(f"{path}: the spatial position embedding has {n} entries, not a square grid")
+    own = dict(num_frames=t * tubelet, img_size=side * patch)
+    if any(own[k] != v for k, v in given.items()):
+        raise PretrainedError(f"{path}: the checkpoint is {own}, not {given} (resampling is not implemented)")
+    return dict(own, spatial_depth=s_depth, temporal_depth=t_depth, num_heads=s_heads, mlp_dim=s_mlp)
+
+
+def _encoder_sizes_and_tokens(
+    params: dict[str, Any], path: Path, attention_type: str, token: bool, patch: int, tubelet: int, given: dict
+) -> dict[str, Any]:
+    """Models 1, 3 and 4: one encoder's depth, heads and MLP width, frames and size from the ``(t h w)``
+    position embedding and the ``given`` ``num_frames`` / ``img_size`` (see :func:`_split_tokens`)."""
+    attn, mlp = ("MultiHeadDotProductAttention_0", "MlpBlock_0")
+    if attention_type == "factorized_self_attention_block":
+        attn, mlp = ("MultiHeadDotProductAttention_space", "MlpBlock")
+    depth, heads, hidden = _encoder_sizes(params["Transformer"], attn, mlp)
+    tokens = _shape(params["Transformer"], "posembed_input", "pos_embedding")[1] - token
+    frames, size = _split_tokens(tokens, tubelet, patch, given.get("num_frames"), given.get("img_size"), path)
+    return dict(num_frames=frames, img_size=size, depth=depth, num_heads=heads, mlp_dim=hidden)
+
+
 def infer_architecture(
     params: dict[str, Any],
     path: Path,
@@ -253,38 +288,17 @@ def infer_architecture(
         act="gelu_tanh",  # flax nn.gelu, approximate=True (model.py:255, 335)
         norm_eps=1e-6,  # flax LayerNorm's default epsilon
     )
+    given = {k: v for k, v in (("num_frames", num_frames), ("img_size", img_size)) if v is not None}
     if attention_type == "factorized_encoder":
-        spatial, temporal = params["SpatialTransformer"], params["TemporalTransformer"]
-        s_depth, s_heads, s_mlp = _encoder_sizes(spatial, "MultiHeadDotProductAttention_0", "MlpBlock_0")
-        t_depth, t_heads, t_mlp = _encoder_sizes(temporal, "MultiHeadDotProductAttention_0", "MlpBlock_0")
-        if (s_heads, s_mlp) != (t_heads, t_mlp):
-            raise PretrainedError(
-                f"{path}: spatial and temporal encoders differ in heads/MLP ({s_heads}/{s_mlp} vs {t_heads}/{t_mlp})"
-            )
-        n = _shape(spatial, "posembed_input", "pos_embedding")[1] - token
-        t = _shape(temporal, "posembed_input", "pos_embedding")[1] - token
-        side = math.isqrt(n)
-        if side * side != n:
-            raise PretrainedError(f"{path}: the spatial position embedding has {n} entries, not a square grid")
-        own = dict(num_frames=t * tubelet, img_size=side * ph)
-        given = {k: v for k, v in (("num_frames", num_frames), ("img_size", img_size)) if v is not None}
-        if any(own[k] != v for k, v in given.items()):
-            raise PretrainedError(f"{path}: the checkpoint is {own}, not {given} (resampling is not implemented)")
-        kwargs.update(own, spatial_depth=s_depth, temporal_depth=t_depth, num_heads=s_heads, mlp_ratio=s_mlp / width)
+        kwargs.update(_factorised_encoder_sizes(params, path, token, ph, tubelet, given))
         kwargs["global_pool"] = "token" if token else "avg"
     else:
-        encoder = params["Transformer"]
-        attn, mlp = ("MultiHeadDotProductAttention_0", "MlpBlock_0")
-        if attention_type == "factorized_self_attention_block":
-            attn, mlp = ("MultiHeadDotProductAttention_space", "MlpBlock")
-        depth, heads, hidden = _encoder_sizes(encoder, attn, mlp)
-        tokens = _shape(encoder, "posembed_input", "pos_embedding")[1] - token
-        frames, size = _split_tokens(tokens, tubelet, ph, num_frames, img_size, path)
-        kwargs.update(num_frames=frames, img_size=size, depth=depth, num_heads=heads, mlp_ratio=hidden / width)
+        kwargs.update(_encoder_sizes_and_tokens(params, path, attention_type, token, ph, tubelet, given))
         if attention_type == "spacetime":
             kwargs["global_pool"] = "token" if token else "avg"
         elif token:
             raise PretrainedError(f"{path}: {attention_type} has no CLS token in scenic (model.py:506-513)")
+    kwargs["mlp_ratio"] = kwargs.pop("mlp_dim") / width
     if attention_type == "factorized_self_attention_block":
         if attention_order not in ATTENTION_ORDERS:
             raise PretrainedError(
@@ -449,17 +463,10 @@ def load_scenic_vivit(
         img_size=img_size,
     )
     state_dict = convert_scenic_vivit(params, cls, kwargs, path)
-    saved_classes = kwargs["num_classes"]
-    kwargs.update(overrides)
-    missing: list[str] = []
-    if kwargs["num_classes"] != saved_classes:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-        missing = ["head.*"] if kwargs["num_classes"] > 0 else []
-        log.info("%s: %d checkpoint classes, %d wanted: new classifier", path, saved_classes, kwargs["num_classes"])
-    model = cls(**kwargs)
-    load_checked(model, state_dict, missing=missing)
-    model.mean, model.std = VIVIT_MEAN, VIVIT_STD  # pixels in [-1, 1] (video_tfrecord_dataset.py:279-280, 402)
-    model.model_name = _registry_name(cls, kwargs)
+    model = cls(**{**kwargs, **overrides})
+    load_pretrained(model, state_dict, str(path))
+    # normalisation: the ViViT models' own, pixels in [-1, 1] as scenic's (video_tfrecord_dataset.py:279-280, 402)
+    model.model_name = _registry_name(cls, model.model_args)
     return model
 
 

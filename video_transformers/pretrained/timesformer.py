@@ -27,11 +27,9 @@ official model's outputs at that size. Image initialisation resamples ``pos_embe
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,6 @@ import yaml
 from torch import nn
 
 from video_transformers.models.base import IMAGENET_MEAN, IMAGENET_STD
-from video_transformers.models.registry import create_model
 from video_transformers.models.timesformer import (
     TIMESFORMER_MEAN,
     TIMESFORMER_STD,
@@ -50,11 +47,18 @@ from video_transformers.models.timesformer import (
 )
 from video_transformers.pretrained.common import (
     PretrainedError,
+    config_model_type,
+    hf_weights,
     image_state_dict,
     load_checked,
+    load_pretrained,
     load_state_dict_file,
+    pickle_mentions,
+    read_json,
     register_format,
 )
+from video_transformers.pretrained.hf_config import VIT_FIELDS, vit_kwargs
+from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +83,17 @@ def _conv3d_kernel(sd: dict[str, torch.Tensor]) -> None:
         sd["patch_embed.proj.weight"] = kernel.unsqueeze(2)  # (D, C, p, p) -> Conv3d (D, C, 1, p, p)
 
 
-def _fit_checkpoint_embeddings(sd: dict[str, torch.Tensor], model: TimeSformer) -> None:
+def _fit_checkpoint_embeddings(sd: dict[str, torch.Tensor], model: TimeSformer, source: str) -> None:
     """Resample a video checkpoint's ``pos_embed`` / ``time_embed`` in place to ``model``'s grid by nearest
     interpolation, as the official forward would at that input size (vit.py:255-287)."""
     _, h, w = model.patch_embed.grid_size
-    if "pos_embed" in sd:
-        sd["pos_embed"] = resample_pos_embed_nearest(sd["pos_embed"], (h, w))
-    if "time_embed" in sd and model.time_embed is not None:
-        sd["time_embed"] = resample_time_embed_nearest(sd["time_embed"], model.time_embed.shape[1])
+    for key, value in (("pos_embed", (h, w)), ("time_embed", model.num_frames)):
+        if key not in sd or getattr(model, key) is None or sd[key].shape == getattr(model, key).shape:
+            continue
+        before = tuple(sd[key].shape)
+        resample = resample_pos_embed_nearest if key == "pos_embed" else resample_time_embed_nearest
+        sd[key] = resample(sd[key], value)
+        log.info("%s: %s %s resampled to %s (nearest, as vit.py:255-287)", source, key, before, tuple(sd[key].shape))
     _conv3d_kernel(sd)
 
 
@@ -121,6 +128,7 @@ def timm_filter_fn(state_dict: dict[str, torch.Tensor], model: TimeSformer) -> d
     return sd
 
 
+@register_image_init(TimeSformer)
 def load_image_weights(model: TimeSformer, name_or_path: str) -> TimeSformer:
     """Initialise ``model`` from an image ViT (timm name or local file) with :func:`timm_filter_fn`; the
     video head is the only parameter left to train from scratch."""
@@ -201,21 +209,11 @@ def build_from_state_dict(
     num_heads = overrides.get("num_heads", defaults.get("num_heads"))
     cfg = {**infer_config(sd, num_heads=num_heads), **defaults, **overrides}
     model = TimeSformer(**cfg)
-    sd = dict(sd)
-    missing: list[str] = []
-    if "head.weight" in sd and sd["head.weight"].shape[0] != cfg["num_classes"]:
-        log.info(
-            "%s: head for %d classes dropped (model has %d)", source, sd["head.weight"].shape[0], cfg["num_classes"]
-        )
-        sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
-        missing = ["head.*"] if cfg["num_classes"] > 0 else []
     if "time_embed" in sd and model.time_embed is None:
         raise PretrainedError(f"{source}: checkpoint has time_embed but attention_type={cfg['attention_type']!r}")
-    _fit_checkpoint_embeddings(sd, model)
-    try:
-        load_checked(model, sd, missing=missing)
-    except PretrainedError as e:
-        raise PretrainedError(f"{source}: {e}") from e
+    sd = dict(sd)
+    _fit_checkpoint_embeddings(sd, model, source)
+    load_pretrained(model, sd, source)
     model.model_name = f"timesformer({cfg['attention_type']})"
     return model
 
@@ -272,14 +270,7 @@ def load_official(path: str | Path, *, trust: bool = False, **overrides: Any) ->
 
 def _is_official(path: Path) -> bool:
     """A ``.pyth`` torch zip archive whose pickled key names are the official TimeSformer's (read, not run)."""
-    if not (path.is_file() and path.suffix == ".pyth" and zipfile.is_zipfile(path)):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
-        if not pickles:
-            return False
-        text = archive.read(pickles[0])
-    return all(k in text for k in (b"model_state", b"model.pos_embed", b"model.blocks.0.attn.qkv.weight"))
+    return pickle_mentions(path, {".pyth"}, (b"model_state", b"model.pos_embed", b"model.blocks.0.attn.qkv.weight"))
 
 
 # -- Hugging Face transformers --------------------------------------------------------------------------
@@ -301,23 +292,14 @@ _HF_RENAMES = [  # (regex on the HF key, our key), first match wins
     (r"^timesformer\.layernorm\.", "norm."),
     (r"^classifier\.", "head."),
 ]
-_HF_ACT = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
 # TimesformerConfig fields -> TimeSformer arguments (transformers models/timesformer/configuration_timesformer.py)
 _HF_FIELDS = {
-    "image_size": "img_size",
+    **VIT_FIELDS,
     "patch_size": "patch_size",
-    "num_channels": "in_chans",
-    "num_frames": "num_frames",
-    "hidden_size": "embed_dim",
-    "num_hidden_layers": "depth",
-    "num_attention_heads": "num_heads",
-    "qkv_bias": "qkv_bias",
     "attention_type": "attention_type",
     "hidden_dropout_prob": "drop_rate",
     "attention_probs_dropout_prob": "attn_drop_rate",
     "drop_path_rate": "drop_path_rate",
-    "layer_norm_eps": "norm_eps",
-    "hidden_act": "act",
 }
 # TimesformerConfig's defaults for the fields no tensor shape holds: what transformers uses when config.json
 # lacks them (configuration_timesformer.py, class TimesformerConfig).
@@ -346,41 +328,11 @@ def convert_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _square(config: dict[str, Any], field: str) -> int:
-    value = config[field]
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2 or value[0] != value[1]:
-            raise PretrainedError(f"config.json: {field} {value!r} is not square; TimeSformer needs square frames")
-        value = value[0]
-    return int(value)
-
-
 def hf_config_to_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """``TimesformerConfig`` fields -> :class:`TimeSformer` arguments: every architecture field the config
     has (heads, eps, activation, qkv bias, frames, size, dropouts), transformers' defaults for absent fields
     that no tensor shape holds (:data:`_HF_DEFAULTS`); absent shape fields are left to the weights."""
-    config = {**_HF_DEFAULTS, **config}
-    act = config["hidden_act"]
-    if act not in _HF_ACT:
-        raise PretrainedError(f"config.json: hidden_act {act!r} is not supported; expected one of {sorted(_HF_ACT)}")
-    kwargs: dict[str, Any] = {}
-    for field, arg in _HF_FIELDS.items():
-        if field not in config:
-            continue
-        value = config[field]
-        if field in ("image_size", "patch_size"):
-            value = _square(config, field)
-        elif field == "hidden_act":
-            value = _HF_ACT[value]
-        elif field.endswith(("_prob", "_rate", "_eps")):
-            value = float(value)
-        kwargs[arg] = value
-    if "intermediate_size" in config and "hidden_size" in config:
-        kwargs["mlp_ratio"] = config["intermediate_size"] / config["hidden_size"]
-    labels = len(config.get("id2label") or {}) or config.get("num_labels")
-    if labels:
-        kwargs["num_classes"] = labels
-    return kwargs
+    return vit_kwargs({**_HF_DEFAULTS, **config}, _HF_FIELDS)
 
 
 def check_against_shapes(kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str) -> None:
@@ -396,26 +348,19 @@ def check_against_shapes(kwargs: dict[str, Any], sd: dict[str, torch.Tensor], so
                 )
 
 
-def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            return load_state_dict_file(folder / name)
-    raise PretrainedError(f"{folder}: no model.safetensors or pytorch_model.bin (sharded checkpoints not supported)")
-
-
 def load_hf(path: str | Path, **overrides: Any) -> TimeSformer:
     """A TimeSformer from a ``transformers`` folder; class names from ``id2label``, mean/std from
     ``preprocessor_config.json`` (ImageNet's when absent). Input stays ``(B, C, T, H, W)``: HF's
     ``(B, T, C, H, W)`` clips need ``x.transpose(1, 2)``."""
     folder = Path(path)
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     if config.get("model_type") != "timesformer":
         raise PretrainedError(
             f"{folder / 'config.json'}: model_type {config.get('model_type')!r}, expected 'timesformer'"
         )
     kwargs = hf_config_to_kwargs(config)
     kwargs.pop("num_classes", None)  # the classifier's shape decides (a TimesformerModel folder has none)
-    sd = convert_hf(_hf_weights(folder))
+    sd = convert_hf(hf_weights(folder))
     check_against_shapes(kwargs, sd, str(folder / "config.json"))
     model = build_from_state_dict(sd, str(folder), defaults=kwargs, **overrides)
     id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
@@ -425,25 +370,14 @@ def load_hf(path: str | Path, **overrides: Any) -> TimeSformer:
     pre = folder / "preprocessor_config.json"
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if pre.is_file():
-        pre_cfg = json.loads(pre.read_text())
+        pre_cfg = read_json(pre)
         mean, std = tuple(pre_cfg.get("image_mean", mean)), tuple(pre_cfg.get("image_std", std))
     model.mean, model.std = mean, std
     return model
 
 
 def _is_hf(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("model_type") == "timesformer"
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-def create_pretrained(name: str, image_weights: str, **overrides: Any) -> TimeSformer:
-    """``create_model(name, **overrides)`` initialised from image ViT weights (timm name or file)."""
-    return load_image_weights(create_model(name, **overrides), image_weights)
+    return config_model_type(path) == "timesformer"
 
 
 register_format("timesformer_official", _is_official, load_official)

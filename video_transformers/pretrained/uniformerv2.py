@@ -37,9 +37,11 @@ from video_transformers.pretrained.common import (
     PretrainedError,
     image_state_dict,
     load_checked,
+    load_pretrained,
     load_state_dict_file,
     register_format,
 )
+from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def clip_filter_fn(state_dict: dict[str, torch.Tensor], model: UniFormerV2) -> d
             k_t = model.patch_embed.temporal_kernel
             out[k] = inflate_patch_weight(v, k_t, "central_frame") if v.ndim == 4 else v
         elif k == "pos_embed":
-            grid = model.patch_embed.grid_size
+            grid = model.patch_embed.grid_size[1:]
             if v.shape[1] != 1 + grid[0] * grid[1]:
                 v = resample_abs_pos_embed(v, new_size=list(grid), num_prefix_tokens=1)
             out[k] = v
@@ -111,6 +113,7 @@ def default_clip_source(model: UniFormerV2) -> str:
     return CLIP_IMAGE_MODELS[key]
 
 
+@register_image_init(UniFormerV2)
 def init_from_clip(model: UniFormerV2, source: str | None = None) -> UniFormerV2:
     """Load CLIP image weights (timm name or local file; default: the tower matching the model's size) into
     ``model``'s backbone, asserting that exactly the UniFormerV2-only parameters stay unfilled."""
@@ -262,18 +265,7 @@ def load_official(source: str | Path | dict[str, Any], *, trust: bool = False, *
             cfg["num_frames"] = int(m.group(1))
     cfg.update(overrides)
     model = UniFormerV2(**cfg)
-    state_dict = official_filter_fn(raw, model)
-    missing: list[str] = []
-    if state_dict["head.weight"].shape[0] != model.num_classes:
-        log.info(
-            "%s: %d checkpoint classes, model has %d: classifier re-initialised",
-            where,
-            state_dict["head.weight"].shape[0],
-            model.num_classes,
-        )
-        del state_dict["head.weight"], state_dict["head.bias"]
-        missing = ["head.*"] if model.num_classes > 0 else []
-    load_checked(model, state_dict, missing=missing)
+    load_pretrained(model, official_filter_fn(raw, model), where)  # the official DELETE_SPECIAL_HEAD
     model.mean, model.std = UNIFORMERV2_MEAN, UNIFORMERV2_STD
     return model
 

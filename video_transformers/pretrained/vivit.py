@@ -32,7 +32,6 @@ unexpected (:func:`load_image_weights` asserts both).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -45,7 +44,6 @@ from timm.layers import resample_abs_pos_embed, resample_patch_embed
 from torch import nn
 
 from video_transformers.layers import inflate_patch_weight
-from video_transformers.models import create_model
 from video_transformers.models.vivit import (
     VIVIT_MEAN,
     VIVIT_STD,
@@ -53,14 +51,20 @@ from video_transformers.models.vivit import (
     ViViTFactorisedEncoder,
     ViViTFactorisedSelfAttention,
     ViViTSpatioTemporal,
+    _ViViT,
 )
 from video_transformers.pretrained.common import (
     PretrainedError,
+    config_model_type,
+    hf_weights,
     image_state_dict,
     load_checked,
-    load_state_dict_file,
+    load_pretrained,
+    read_json,
     register_format,
 )
+from video_transformers.pretrained.hf_config import VIT_FIELDS, vit_kwargs
+from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +106,27 @@ def _patch_weight(state_dict: dict[str, torch.Tensor], model: nn.Module, inflati
     return inflate_patch_weight(w, pe.tubelet_size, inflation)
 
 
-def _stem(state_dict: dict[str, torch.Tensor], model: nn.Module, inflation: Inflation) -> dict[str, torch.Tensor]:
+def _stem(
+    state_dict: dict[str, torch.Tensor], model: nn.Module, inflation: Inflation
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """What every model takes alike: the inflated patch kernel (and bias); the image's patch position
+    embeddings resampled to the model's grid ``(1, n, D)``; its CLS position embedding (``None`` without)."""
+    _check_image_keys(state_dict)
     out = {"patch_embed.proj.weight": _patch_weight(state_dict, model, inflation)}
     if "patch_embed.proj.bias" in state_dict:
         out["patch_embed.proj.bias"] = state_dict["patch_embed.proj.bias"]
-    return out
+    return out, *_spatial_pos_embed(state_dict, model)
+
+
+def _over_time(spatial: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``(1, n, D)`` -> ``(1, t*n, D)``: the spatial embedding repeated at every temporal index (scenic's
+    ``tile``, model_utils.py:249-268)."""
+    return repeat(spatial, "1 n d -> 1 (t n) d", t=model.patch_embed.grid_size[0])
+
+
+def _option(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {choices} (the first is scenic's)")
 
 
 def _blocks(state_dict: dict[str, torch.Tensor], prefix: str, *, depth: int | None = None) -> dict[str, torch.Tensor]:
@@ -136,11 +156,8 @@ def spatio_temporal_filter_fn(
     image's CLS embedding followed by its spatial embedding repeated over the ``t`` temporal indices
     (scenic's ``tile``, model_utils.py:249-268). Without CLS (``global_pool="avg"``) the image's CLS token
     and its embedding are dropped (model_utils.py:422-424)."""
-    _check_image_keys(state_dict)
-    spatial, cls_pos = _spatial_pos_embed(state_dict, model)
-    t = model.patch_embed.grid_size[0]
-    out = _stem(state_dict, model, inflation)
-    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    out, spatial, cls_pos = _stem(state_dict, model, inflation)
+    out["pos_embed"] = _over_time(spatial, model)
     if model.num_prefix_tokens:
         if cls_pos is None or "cls_token" not in state_dict:
             raise PretrainedError("Model 1 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
@@ -162,17 +179,13 @@ def factorised_encoder_filter_fn(
     ViT; its CLS token stays fresh as in scenic (``"fresh"``) or is the image's (``"image"``). The temporal
     encoder keeps its random initialisation (``"random"``) or takes the first ``L_t`` image blocks and the
     final norm (``"image"``); its CLS token and position embedding are always new."""
-    if temporal_init not in ("random", "image"):
-        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'random' or 'image'")
-    if cls_init not in ("fresh", "image"):
-        raise ValueError(f"unknown cls_init {cls_init!r}; expected 'fresh' (scenic) or 'image'")
+    _option("temporal_init", temporal_init, ("random", "image"))
+    _option("cls_init", cls_init, ("fresh", "image"))
     if model.num_prefix_tokens != 1:
         raise PretrainedError("image initialisation needs Model 2 with CLS tokens (global_pool='token')")
-    _check_image_keys(state_dict)
-    spatial, cls_pos = _spatial_pos_embed(state_dict, model)
+    out, spatial, cls_pos = _stem(state_dict, model, inflation)
     if cls_pos is None or "cls_token" not in state_dict:
         raise PretrainedError("Model 2 needs an image ViT with a CLS token (cls_token and its pos_embed entry)")
-    out = _stem(state_dict, model, inflation)
     if cls_init == "image":
         out["cls_token"] = state_dict["cls_token"]
     out["pos_embed"] = torch.cat([cls_pos, spatial], dim=1)
@@ -194,13 +207,9 @@ def factorised_self_attention_filter_fn(
     ``"identity"`` zeroes the copy's output projection only, so eq. 5 starts as a residual connection and
     the temporal ``qkv`` still learns (its gradient flows once ``proj`` moves). The ``(1, t*n, D)``
     embedding is the image's spatial one repeated over time."""
-    if temporal_init not in ("spatial", "identity"):
-        raise ValueError(f"unknown temporal_init {temporal_init!r}; expected 'spatial' (scenic) or 'identity'")
-    _check_image_keys(state_dict)
-    spatial, _ = _spatial_pos_embed(state_dict, model)
-    t = model.patch_embed.grid_size[0]
-    out = _stem(state_dict, model, inflation)
-    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    _option("temporal_init", temporal_init, ("spatial", "identity"))
+    out, spatial, _ = _stem(state_dict, model, inflation)
+    out["pos_embed"] = _over_time(spatial, model)
     blocks = _blocks(state_dict, "encoder")
     for k, v in list(blocks.items()):
         if ".attn." in k:
@@ -215,11 +224,8 @@ def factorised_dot_product_filter_fn(
 ) -> dict[str, torch.Tensor]:
     """Model 4: every block is the image block (its first half of heads attend over space, the second
     half over time); the ``(1, t*n, D)`` embedding is the image's spatial one repeated over time."""
-    _check_image_keys(state_dict)
-    spatial, _ = _spatial_pos_embed(state_dict, model)
-    t = model.patch_embed.grid_size[0]
-    out = _stem(state_dict, model, inflation)
-    out["pos_embed"] = repeat(spatial, "1 n d -> 1 (t n) d", t=t)
+    out, spatial, _ = _stem(state_dict, model, inflation)
+    out["pos_embed"] = _over_time(spatial, model)
     out.update(_blocks(state_dict, "encoder"))
     return {**out, **_leftovers(state_dict)}
 
@@ -257,6 +263,7 @@ def expected_missing(model: nn.Module, **options: Any) -> list[str]:
     return missing
 
 
+@register_image_init(_ViViT)
 def load_image_weights(
     model: nn.Module, source: str | dict[str, torch.Tensor] = DEFAULT_IMAGE_MODEL, **options: Any
 ) -> nn.Module:
@@ -291,41 +298,30 @@ _HF_TO_OURS = [
     (r"^classifier\.", "head."),
 ]
 _HF_QKV = re.compile(r"^layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)$")
-_GELU_TANH = {"gelu_fast", "gelu_new", "gelu_pytorch_tanh", "gelu_tanh", "gelu_accurate"}
+# VivitConfig's defaults (transformers models/vivit/configuration_vivit.py), except the class count: 400
+_HF_DEFAULTS = dict(
+    tubelet_size=[2, 16, 16],
+    image_size=224,
+    num_frames=32,
+    num_channels=3,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu_fast",  # the tanh-approximate GELU
+    qkv_bias=True,
+    layer_norm_eps=1e-6,
+    num_labels=400,
+)
 
 
 def hf_model_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """:class:`ViViTSpatioTemporal` arguments from a Hugging Face ``VivitConfig`` (its config.json)."""
-    t, ph, pw = config.get("tubelet_size", [2, 16, 16])
+    config = {**_HF_DEFAULTS, **config}
+    t, ph, pw = config["tubelet_size"]
     if ph != pw:
         raise PretrainedError(f"config.json: tubelet_size {config['tubelet_size']}: only square patches are supported")
-    image_size = config.get("image_size", 224)
-    if isinstance(image_size, list | tuple):
-        if image_size[0] != image_size[1]:
-            raise PretrainedError(f"config.json: image_size {image_size}: only square inputs are supported")
-        image_size = image_size[0]
-    act = config.get("hidden_act", "gelu_fast")
-    if act not in _GELU_TANH | {"gelu"}:
-        raise PretrainedError(
-            f"config.json: hidden_act {act!r} not supported; expected gelu or a tanh-approximate gelu"
-        )
-    hidden = config.get("hidden_size", 768)
-    id2label = config.get("id2label") or {}
-    return dict(
-        num_classes=len(id2label) if id2label else config.get("num_labels", 400),
-        img_size=image_size,
-        num_frames=config.get("num_frames", 32),
-        patch_size=ph,
-        tubelet_size=t,
-        in_chans=config.get("num_channels", 3),
-        embed_dim=hidden,
-        depth=config.get("num_hidden_layers", 12),
-        num_heads=config.get("num_attention_heads", 12),
-        mlp_ratio=config.get("intermediate_size", 3072) / hidden,
-        qkv_bias=config.get("qkv_bias", True),
-        act="gelu_tanh" if act in _GELU_TANH else "gelu",  # HF ViViT: gelu_fast = tanh-approximate GELU
-        norm_eps=config.get("layer_norm_eps", 1e-6),
-    )
+    return {**vit_kwargs(config, VIT_FIELDS), "patch_size": ph, "tubelet_size": t}
 
 
 def convert_hf_vivit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -369,7 +365,7 @@ def hf_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]
             break
     else:
         return VIVIT_MEAN, VIVIT_STD
-    cfg = json.loads(path.read_text())
+    cfg = read_json(path)
     scale = 255.0 * cfg.get("rescale_factor", 1 / 127.5) if cfg.get("do_rescale", True) else 1.0
     offset = 1.0 if cfg.get("offset", True) and cfg.get("do_rescale", True) else 0.0
     mean, std = [0.0] * 3, [1.0] * 3
@@ -378,27 +374,8 @@ def hf_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple((offset + m) / scale for m in mean), tuple(s / scale for s in std)
 
 
-def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            return load_state_dict_file(folder / name)
-    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        if (folder / name).is_file():
-            shards = sorted(set(json.loads((folder / name).read_text())["weight_map"].values()))
-            return {k: v for shard in shards for k, v in load_state_dict_file(folder / shard).items()}
-    raise PretrainedError(
-        f"{folder}: no model.safetensors or pytorch_model.bin (or a sharded index) next to config.json"
-    )
-
-
 def is_hf_vivit(path: Path) -> bool:
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file()):
-        return False
-    try:
-        return json.loads(config.read_text()).get("model_type") == "vivit"
-    except (json.JSONDecodeError, OSError):
-        return False
+    return config_model_type(path) == "vivit"
 
 
 def load_hf_vivit(path: str | Path, **overrides: Any) -> ViViTSpatioTemporal:
@@ -406,18 +383,13 @@ def load_hf_vivit(path: str | Path, **overrides: Any) -> ViViTSpatioTemporal:
     class names from ``id2label`` and the normalisation of its preprocessor config. Every key must match;
     overriding ``num_classes`` leaves the classifier new (``head.*`` then the only missing keys)."""
     folder = Path(path)
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     kwargs = {**hf_model_kwargs(config), **overrides}
     model = ViViTSpatioTemporal(**kwargs)
-    state_dict = convert_hf_vivit(_hf_weights(folder))
-    missing: list[str] = []
-    if kwargs["num_classes"] != hf_model_kwargs(config)["num_classes"]:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-        missing = ["head.*"] if kwargs["num_classes"] > 0 else []
-    load_checked(model, state_dict, missing=missing)
+    head_kept = load_pretrained(model, convert_hf_vivit(hf_weights(folder)), str(folder))
     model.mean, model.std = hf_normalisation(folder)
     id2label = config.get("id2label") or {}
-    if id2label and not missing:
+    if id2label and head_kept:
         model.class_names = [id2label[k] for k in sorted(id2label, key=int)]
     model.model_name = "vivit_base_spatio_temporal_16x2" if kwargs["embed_dim"] == 768 else "vivit_spatio_temporal"
     return model
@@ -426,20 +398,10 @@ def load_hf_vivit(path: str | Path, **overrides: Any) -> ViViTSpatioTemporal:
 register_format("hf_vivit", is_hf_vivit, load_hf_vivit)
 
 
-def create_from_image(
-    name: str, source: str | dict[str, torch.Tensor] = DEFAULT_IMAGE_MODEL, **kwargs: Any
-) -> nn.Module:
-    """``create_model(name, **model_kwargs)`` initialised from an image ViT; ``inflation`` and
-    ``temporal_init`` in ``kwargs`` go to the filter, everything else to the model."""
-    options = {k: kwargs.pop(k) for k in ("inflation", "temporal_init", "cls_init") if k in kwargs}
-    return load_image_weights(create_model(name, **kwargs), source, **options)
-
-
 __all__ = [
     "DEFAULT_IMAGE_MODEL",
     "FILTERS",
     "convert_hf_vivit",
-    "create_from_image",
     "expected_missing",
     "factorised_dot_product_filter_fn",
     "factorised_encoder_filter_fn",

@@ -1,7 +1,7 @@
 """Guards against untrusted files and absurd sizes: checkpoint metadata validators (``metadata``) and
 size limits checked before anything large is allocated (``limits``)."""
 
-from video_transformers.safety.limits import LIMITS, SizeError, SizeLimits, check_data_sizes, check_model_kwargs
+from video_transformers.safety.limits import LIMITS, SizeError, SizeLimits, check_model_kwargs
 from video_transformers.safety.metadata import (
     MetadataError,
     validate_class_names,
@@ -17,7 +17,6 @@ __all__ = [
     "MetadataError",
     "SizeError",
     "SizeLimits",
-    "check_data_sizes",
     "check_model_kwargs",
     "validate_class_names",
     "validate_hf_config",

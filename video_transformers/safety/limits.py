@@ -35,17 +35,15 @@ class SizeLimits:
     max_mlp_ratio: float = 64.0
     max_tokens: int = 1 << 20  # tokens per clip; paper sizes reach ~19k
     max_params: float = 4e9  # estimated parameters (16 GB in fp32)
-    max_batch_size: int = 65536
-    max_views: int = 1024  # clips or crops per video at evaluation
-    max_sampling_rate: int = 1000
-    max_clip_seconds: float = 3600.0
     max_frame_pixels: int = 8192 * 8192  # decoded frame width x height (8K video is 7680 x 4320)
     max_cached_video_bytes: int = 512 * 2**20  # data.cache_videos keeps a video in memory only below this
+    max_other_int: int = 4096  # any other integer model argument (kernel sizes, layer indices, counts)
 
 
 LIMITS = SizeLimits()
 
-# registry keyword -> (limit attribute, minimum). Depth-like keys may be 0 (e.g. no temporal stack).
+# Size arguments with their own limit: keyword -> (limit attribute, minimum). Depth-like keys may be 0 (e.g. no
+# temporal stack). Every other integer argument is bounded by ``max_other_int`` (see check_model_kwargs).
 _INT_KEYS: dict[str, tuple[str, int]] = {
     "num_frames": ("max_frames", 1),
     "img_size": ("max_image_size", 1),
@@ -54,13 +52,9 @@ _INT_KEYS: dict[str, tuple[str, int]] = {
     "in_chans": ("max_in_chans", 1),
     "embed_dim": ("max_embed_dim", 1),
     "depth": ("max_depth", 1),
-    "spatial_depth": ("max_depth", 1),
-    "temporal_depth": ("max_depth", 0),
     "num_heads": ("max_heads", 1),
     "num_classes": ("max_classes", 0),
-    "local_kernel": ("max_patch_size", 1),
 }
-_RATIO_KEYS = ("mlp_ratio", "global_mlp_ratio")
 
 
 def _int(name: str, value: Any, lo: int, hi: int, where: str) -> int:
@@ -79,24 +73,47 @@ def _as_int_pair(value: Any) -> Any:
     return value
 
 
-def check_model_kwargs(name: str, kwargs: Mapping[str, Any], limits: SizeLimits | None = None) -> None:
-    """Reject absurd architecture arguments of registry model ``name`` before it is built.
+def _is_depth(key: str) -> bool:
+    return key == "depth" or key.endswith("_depth")
 
-    Checks each known size argument's type and range, then the token count per clip and an estimate of
-    the parameter count (``depth x (8 + 2 mlp_ratio) x embed_dim^2`` plus embeddings and head: an upper
-    bound for every block type here, factorised ones included).
+
+def _check_value(key: str, value: Any, lim: SizeLimits, where: str) -> int | None:
+    """Range-check one argument by its name and type; returns it when it is an integer size."""
+    if key in _INT_KEYS:
+        attr, lo = _INT_KEYS[key]
+        return _int(key, _as_int_pair(value), lo, getattr(lim, attr), where)
+    if _is_depth(key):
+        return _int(key, value, 0, lim.max_depth, where)
+    if key.endswith("_ratio"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= lim.max_mlp_ratio:
+            raise SizeError(f"{where}{key}={value!r}: expected a number in (0, {lim.max_mlp_ratio:g}]")
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(key, value, 0, lim.max_other_int, where)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if len(value) > lim.max_depth:
+            raise SizeError(f"{where}{key}: {len(value):,} entries; expected at most {lim.max_depth:,}")
+        for v in value:
+            _int(key, v, 0, lim.max_other_int, where)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SizeError(f"{where}{key}={value}: expected a finite number")
+    return None
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any], limits: SizeLimits | None = None) -> None:
+    """Reject absurd architecture arguments of model ``name`` before it is built.
+
+    Every argument is checked by its name and type, so a model's new size argument is checked too: the sizes
+    in the table above against their own limits, ``depth`` and every ``*_depth`` against ``max_depth``,
+    every ``*_ratio`` in ``(0, max_mlp_ratio]``, any other integer (and list of integers) against
+    ``max_other_int``, floats for finiteness. Then the token count per clip and an estimate of the parameter
+    count (``sum of depths x (8 + 2 x largest ratio) x embed_dim^2`` plus embeddings and head: an upper bound
+    for every block type here, factorised ones included).
     """
     lim = limits or LIMITS
     where = f"model {name!r}: "
-    values: dict[str, int] = {}
-    for key, (attr, lo) in _INT_KEYS.items():
-        if key in kwargs and kwargs[key] is not None:
-            values[key] = _int(key, _as_int_pair(kwargs[key]), lo, getattr(lim, attr), where)
-    for key in _RATIO_KEYS:
-        if key in kwargs:
-            r = kwargs[key]
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= lim.max_mlp_ratio:
-                raise SizeError(f"{where}{key}={r!r}: expected a number in (0, {lim.max_mlp_ratio:g}]")
+    values = {k: v for k, v in ((k, _check_value(k, v, lim, where)) for k, v in kwargs.items() if v is not None)}
+    values = {k: v for k, v in values.items() if v is not None}
     frames, size = values.get("num_frames", 1), values.get("img_size", 1)
     patch, tubelet = values.get("patch_size", 1), values.get("tubelet_size", 1)
     tokens = math.ceil(frames / tubelet) * math.ceil(size / patch) ** 2
@@ -106,8 +123,8 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any], limits: SizeLimits 
             f" per clip; the limit is {lim.max_tokens:,} (check num_frames / img_size / patch_size)"
         )
     dim = values.get("embed_dim", 0)
-    depth = sum(values.get(k, 0) for k in ("depth", "spatial_depth", "temporal_depth"))
-    ratio = max([float(kwargs[k]) for k in _RATIO_KEYS if k in kwargs] or [4.0])
+    depth = sum(v for k, v in values.items() if _is_depth(k))
+    ratio = max([float(v) for k, v in kwargs.items() if k.endswith("_ratio")] or [4.0])
     params = (
         depth * (8 + 2 * ratio) * dim * dim
         + (tokens + frames) * dim  # position embeddings
@@ -119,39 +136,3 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any], limits: SizeLimits 
             f"{where}about {params / 1e9:.1f}B parameters (embed_dim={dim}, depth={depth}, mlp_ratio={ratio:g},"
             f" {tokens:,} tokens); the limit is {lim.max_params / 1e9:.1f}B"
         )
-
-
-def check_data_sizes(sizes: Mapping[str, Any], limits: SizeLimits | None = None) -> None:
-    """Reject absurd data-module sizes (``data.<name>`` in messages) before anything is decoded."""
-    lim = limits or LIMITS
-    bounds = {
-        "num_frames": lim.max_frames,
-        "sampling_rate": lim.max_sampling_rate,
-        "crop_size": lim.max_image_size,
-        "eval_short_side": lim.max_image_size,
-        "batch_size": lim.max_batch_size,
-        "eval_batch_size": lim.max_batch_size,
-        "val_clips": lim.max_views,
-        "val_crops": lim.max_views,
-        "test_clips": lim.max_views,
-        "test_crops": lim.max_views,
-    }
-    for key, hi in bounds.items():
-        if key in sizes and sizes[key] is not None:
-            _int(key, sizes[key], 1, hi, "data.")
-    if "train_short_side" in sizes:
-        side = sizes["train_short_side"]
-        if not isinstance(side, (tuple, list)) or len(side) != 2:
-            raise SizeError(f"data.train_short_side={side!r}: expected [min, max]")
-        for v in side:
-            _int("train_short_side", v, 1, lim.max_image_size, "data.")
-    if "num_frames" in sizes and "sampling_rate" in sizes and "fps" in sizes:
-        fps = sizes["fps"]
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 10_000 or math.isnan(fps):
-            raise SizeError(f"data.fps={fps!r}: expected a number in (0, 10000]")
-        seconds = sizes["num_frames"] * sizes["sampling_rate"] / fps
-        if seconds > lim.max_clip_seconds:
-            raise SizeError(
-                f"data: a clip of {sizes['num_frames']} frames x sampling rate {sizes['sampling_rate']} at {fps:g} fps"
-                f" spans {seconds:,.0f}s; the limit is {lim.max_clip_seconds:,.0f}s"
-            )

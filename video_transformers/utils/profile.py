@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from video_transformers.models import create_model, get_entry
+from video_transformers.models.base import VideoTransformer
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,6 @@ class _RecordAttention(TorchFunctionMode):
             heads = q.shape[-3] if q.ndim > 2 else 1
             self.calls.append(AttentionCall(seqs, heads, q.shape[-2], k.shape[-2]))
         return func(*args, **kwargs)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def count_flops(model: nn.Module, x: torch.Tensor, *, backward: bool = False) -> FlopCount:
@@ -181,8 +177,8 @@ class ModelProfile:
 
 
 def _num_tokens(model: nn.Module) -> int | None:
-    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
-    return math.prod(grid) if grid else None
+    """Patch tokens per clip at the nominal input (the model's ``token_grid``), ``None`` for other models."""
+    return math.prod(model.token_grid()) if isinstance(model, VideoTransformer) else None
 
 
 def profile_model(name: str, **overrides: Any) -> ModelProfile:
