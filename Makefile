@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/vivit_factorised.yaml
-RUN_DIR ?= runs/vivit_factorised
 export WANDB_MODE ?= offline
 
 .PHONY: install demo test lint bench clean
@@ -16,9 +15,11 @@ $(BIN)/vt: pyproject.toml constraints.txt
 
 install: $(BIN)/vt
 
+# Each vt fit gets its own folder, runs/<config name>/version_<N>; --ckpt_path best is the newest run's best.ckpt,
+# the one the line before wrote.
 demo: install
 	$(BIN)/vt fit --config $(CONFIG)
-	$(BIN)/vt test --config $(CONFIG) --ckpt_path $(RUN_DIR)/checkpoints/best.ckpt
+	$(BIN)/vt test --config $(CONFIG) --ckpt_path best
 
 test: install
 	$(BIN)/python -m pytest -q

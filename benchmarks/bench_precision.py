@@ -1,9 +1,11 @@
 """bf16 autocast against fp32 on a trained model: per-video top-1 agreement on the embedded test set (4x3 views,
 softmax mean, as ``vt test``), accuracy under each precision, and the forward time of all views.
 
-    python benchmarks/bench_precision.py [--ckpt_path runs/vivit_factorised/checkpoints/best.ckpt] [--views 4x3]
+    python benchmarks/bench_precision.py [--ckpt_path runs/vivit_factorised/version_0/checkpoints/best.ckpt]
+        [--views 4x3]
 
-The default checkpoint is the one ``make demo`` trains; without it the script says so and exits 0 (``make bench``
+The default checkpoint is the one ``make demo`` trains (the newest ``runs/vivit_factorised/version_*/checkpoints/
+best.ckpt``); without it the script says so and exits 0 (``make bench``
 runs it after the model benchmark). Not run by the tests.
 """
 
@@ -23,11 +25,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt_path", default=str(REPO / "runs/vivit_factorised/checkpoints/best.ckpt"))
+    p.add_argument("--ckpt_path", default=None, help="default: the newest make demo run's best.ckpt")
     p.add_argument("--views", default="4x3", help="CLIPSxCROPS per video")
     p.add_argument("--repeats", type=int, default=3, help="timed passes over all views per precision (median)")
     p.add_argument("--out", default=str(REPO / "runs/bench_precision.json"))
     args = p.parse_args(argv)
+    if args.ckpt_path is None:
+        from video_transformers.lit.runs import newest_checkpoint
+
+        args.ckpt_path = str(
+            newest_checkpoint(REPO / "runs", "vivit_factorised", "best.ckpt") or "runs/vivit_factorised"
+        )
     if not Path(args.ckpt_path).is_file():
         print(f"bench_precision: {args.ckpt_path} not found; run `make demo` first (skipped)", file=sys.stderr)
         return 0

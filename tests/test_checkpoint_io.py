@@ -63,7 +63,7 @@ class FailSavesFromEpoch(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
-            FailSavesFromEpoch.before = _checkpoints(Path(trainer.default_root_dir).parent)
+            FailSavesFromEpoch.before = _checkpoints(Path(trainer.default_root_dir).parents[1])  # runs/
             checkpoint_io.write_chunks = _fail_midway(4096)
 
 

@@ -345,7 +345,7 @@ def test_model_recipe_and_dataset_configs_compose(model, recipe, dataset, maker,
         REPO / "configs/data/recipes" / f"{recipe}.yaml",
         REPO / "configs/data" / f"{dataset}.yaml",
     ]
-    args = [a for c in cfgs for a in ("--config", str(c))] + ["--data.root", str(root)]
+    args = [a for c in cfgs for a in ("--config", str(c))] + ["--data.root", str(root), "--model.pretrained", "null"]
     with torch.device("meta"):
         cli = NoTrainer(VideoClassifier, VideoDataModule, run=False, args=args, parser_kwargs={"prog": "vt"})
     dm = cli.datamodule

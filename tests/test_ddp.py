@@ -78,7 +78,7 @@ def test_ddp_two_cpu_ranks_match_single_process(embedded_root, tmp_path, monkeyp
     assert not seen[0] & seen[1], "a training video was sent to both ranks"
     assert seen[0] | seen[1] == set(range(24))
 
-    ckpt = tmp_path / "runs/vivit_factorised/checkpoints/last.ckpt"
+    ckpt = tmp_path / "runs/vivit_factorised/version_0/checkpoints/last.ckpt"
     _vt(["test", *_args(embedded_root, *ddp, "--ckpt_path", str(ckpt))], out, tmp_path)
     tests = [json.loads((out / f"test_rank{r}.json").read_text()) for r in (0, 1)]
     assert tests[0]["scores"] == tests[1]["scores"], "ranks disagree on the gathered aggregation"

@@ -98,3 +98,21 @@ def test_meta_count_equals_real_count():
     assert meta_count.device == "meta" and real_count.flops == meta_count.flops > 0
     assert real_count.by_op == meta_count.by_op
     assert all(p.requires_grad for p in real.parameters())  # counting leaves the model trainable
+
+
+def test_config_is_read_as_vt_fit_reads_it(capsys):
+    """Bases, data configs and overrides: the class count is the dataset's, even without the data at hand."""
+    from tests.conftest import REPO
+
+    config = str(REPO / "configs" / "vivit_spatio_temporal.yaml")
+    counts = {}
+    for data in ("kinetics400", "ucf101", "hmdb51", "ssv2"):
+        code, out, err = _info(capsys, "--config", config, "--config", str(REPO / "configs/data" / f"{data}.yaml"),
+                               "--data.num_frames", "16", "--format", "json")  # fmt: skip
+        assert code == 0, err
+        (row,) = json.loads(out)
+        assert row["input"] == "16x224x224"
+        counts[data] = row["params_m"]
+    head = 768 + 1  # one class: weights and bias
+    for data, classes in (("ucf101", 101), ("hmdb51", 51), ("ssv2", 174)):
+        assert counts["kinetics400"] - counts[data] == pytest.approx((400 - classes) * head / 1e6), data

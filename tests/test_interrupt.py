@@ -1,5 +1,7 @@
-"""`vt fit` stopped by SIGTERM / SIGINT saves a resumable checkpoint, exits non-zero saying how to resume,
-and the resumed run continues from the saved step."""
+"""`vt fit` stopped by SIGTERM / SIGINT saves a resumable ``last.ckpt``, exits non-zero saying how to resume,
+and the resumed run continues from the saved step; SIGUSR1 (preemption) saves and ends cleanly. The signal is
+sent as schedulers send it: to this process, and to the whole process group of a real `vt fit` with loader
+workers."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import lightning as L
 import pytest
@@ -68,7 +71,7 @@ def test_sigint_saves_checkpoint_and_resume_continues_from_its_step(embedded_roo
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     with pytest.raises(TrainingInterrupted) as e:
         run_cli(_args(embedded_root, _callback("tests.test_interrupt.SignalAt", step=2, signum=int(signal.SIGINT))))
-    ckpt = tmp_path / "runs/vivit_factorised/checkpoints/interrupted.ckpt"
+    ckpt = tmp_path / "runs/vivit_factorised/version_0/checkpoints/last.ckpt"
     assert e.value.checkpoint == ckpt and e.value.exit_code == 130
     assert "interrupted by SIGINT at step 3" in e.value.message
     assert f"vt fit --config {CONFIG}" in e.value.message and f"--ckpt_path {ckpt}" in e.value.message
@@ -92,8 +95,65 @@ def test_sigterm_in_a_real_vt_process_exits_143_with_resume_command(embedded_roo
         *_args(embedded_root, _callback("tests.test_interrupt.SignalAt", step=1)),
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    ckpt = tmp_path / "runs/vivit_factorised/checkpoints/interrupted.ckpt"
+    ckpt = tmp_path / "runs/vivit_factorised/version_0/checkpoints/last.ckpt"
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert "interrupted by SIGTERM at step 2" in proc.stderr and "Resume with:" in proc.stderr
     assert f"--ckpt_path {ckpt}" in proc.stderr
     assert torch.load(ckpt, weights_only=True)["global_step"] == 2
+
+
+def test_sigusr1_saves_last_and_ends_fit_cleanly(embedded_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = run_cli(_args(embedded_root, _callback("tests.test_interrupt.SignalAt", step=1, signum=int(signal.SIGUSR1))))
+    ckpt = tmp_path / "runs/vivit_factorised/version_0/checkpoints/last.ckpt"
+    assert cli.trainer.global_step == 2  # the batch in flight finished, then fit stopped (no exception)
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 2
+
+
+class Slow(L.Callback):
+    """Writes the step reached to ``path`` and slows training down, so a signal can arrive mid-epoch."""
+
+    def __init__(self, path: str, seconds: float = 0.5) -> None:
+        self.path, self.seconds = path, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{trainer.global_step}\n")
+        time.sleep(self.seconds)
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(embedded_root, tmp_path, monkeypatch):
+    """As SLURM, `timeout` and Kubernetes send it: to every process of the group, the loader workers included."""
+    steps = tmp_path / "steps.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    workers = ["--data.num_workers", "2", "--trainer.limit_train_batches", "6"]
+    args = [*_args(embedded_root, _callback("tests.test_interrupt.Slow", path=str(steps))), *workers]
+    cmd = [sys.executable, "-m", "video_transformers.cli", *args]
+    log = tmp_path / "vt.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True, stdout=out, stderr=out)
+        deadline = time.monotonic() + 300
+        while not (steps.is_file() and len(steps.read_text().split()) >= 2):  # two steps done: mid-epoch
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert len(_children(proc.pid)) >= 2, "expected the loader workers in the process group"
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+    err = log.read_text()
+    ckpt = tmp_path / "runs/vivit_factorised/version_0/checkpoints/last.ckpt"
+    assert proc.returncode == 143, err[-3000:]
+    assert "killed by signal" not in err and "Resume with:" in err and f"--ckpt_path {ckpt}" in err
+    saved = torch.load(ckpt, weights_only=True)["global_step"]
+    assert 2 <= saved < 6
+
+    FirstStep.seen.clear()
+    monkeypatch.chdir(tmp_path)
+    resume = [*_args(embedded_root, _callback("tests.test_interrupt.FirstStep")), *workers, "--ckpt_path", "last"]
+    resumed = run_cli(resume)
+    assert FirstStep.seen[0] == saved and resumed.trainer.global_step == 6  # the step counter continued
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    return [c.pid for c in psutil.Process(pid).children(recursive=True)]

@@ -39,17 +39,3 @@ def test_unknown_rule():
     logits, video, view, labels = _views()
     with pytest.raises(ValueError, match="softmax_mean"):
         aggregate_views(logits, video, view, labels, "softmax_median")
-
-
-def test_warmup_cosine():
-    from video_transformers.lit.schedule import warmup_cosine
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = warmup_cosine(opt, total_steps=10, warmup_steps=2, min_lr_ratio=0.1)
-    lrs = []
-    for _ in range(10):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0) and lrs[2] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] > 0.1

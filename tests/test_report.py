@@ -65,7 +65,7 @@ def test_report_says_what_was_measured(dataset, embedded_root, tmp_path_factory,
     monkeypatch.chdir(tmp_path)
     ckpt = make_checkpoint(embedded_root, tmp_path_factory.mktemp("ckpt"))
     messages = run_test(dataset, ckpt)
-    run = tmp_path / "runs/vivit_factorised"
+    run = tmp_path / "runs/vivit_factorised/version_0"  # a checkpoint from outside a run: a new run folder
     report = json.loads((run / "test_report.json").read_text())
     assert report["predictions"] == "test_predictions.csv" and (run / "test_predictions.csv").is_file()
 

@@ -66,7 +66,7 @@ def test_resume_from_last_equals_uninterrupted(embedded_root, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path / "crash")
     with pytest.raises(RuntimeError, match="simulated crash"):
         _fit(embedded_root, "--trainer.callbacks+=tests.test_resume.CrashAtEpoch")
-    last = tmp_path / "crash/runs/vivit_factorised/checkpoints/last.ckpt"
+    last = tmp_path / "crash/runs/vivit_factorised/version_0/checkpoints/last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=False)
     assert saved["global_step"] == 2 and saved["epoch"] == 0
     assert saved["optimizer_states"] and saved["lr_schedulers"][0]["last_epoch"] == 2
@@ -91,3 +91,16 @@ def test_resume_from_last_equals_uninterrupted(embedded_root, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path / "no_rng")
     blind = _weights(_fit(embedded_root, "--ckpt_path", str(stripped), "--trust_checkpoint", "true"))
     assert any(not torch.equal(blind[k], expected[k]) for k in expected), "resume without RNG state matched anyway"
+
+
+def test_last_is_the_final_epoch_when_the_metric_stops_improving(embedded_root, tmp_path, monkeypatch):
+    """Lightning writes save_last's file only when a top-k checkpoint is saved; ``last.ckpt`` must follow every
+    epoch, or ``--ckpt_path last`` would silently go back to the best epoch."""
+    monkeypatch.chdir(tmp_path)
+    frozen = "--model.optimizer.init_args.lr=0.0"  # val/acc1 cannot improve after epoch 0
+    cli = _fit(embedded_root, frozen, "--trainer.max_epochs=3")
+    ckpts = tmp_path / "runs/vivit_factorised/version_0/checkpoints"
+    best = torch.load(ckpts / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["epoch"] == 0 and best["global_step"] == 2  # the best epoch is the first
+    assert last["epoch"] == 2 and last["global_step"] == 6 == cli.trainer.global_step  # the last is the last

@@ -129,7 +129,6 @@ def test_vt_sweep_runs_fit_then_test_and_writes_the_table(embedded_root, tmp_pat
         "data.batch_size=4",
         "data.num_workers=0",
         f"data.root={embedded_root}",
-        "trainer.logger=lightning.pytorch.loggers.CSVLogger",
     ]
     argv = [
         str(REPO / "configs/sweeps/attention_schemes.yaml"),
@@ -170,3 +169,24 @@ def test_vt_sweep_runs_fit_then_test_and_writes_the_table(embedded_root, tmp_pat
     assert stamps[run_dirs[1] / "test.log"] != (run_dirs[1] / "test.log").stat().st_mtime_ns
     again = list(csv.DictReader(open(out / "results.csv")))
     assert [r["test_acc1"] for r in again] == [r["test_acc1"] for r in rows] and all(r["status"] == "ok" for r in again)
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.stem for p in SWEEP_FILES])
+def test_every_shipped_sweep_completes_a_one_step_run(path, embedded_root, tmp_path, monkeypatch, capsys):
+    """The paper-sized ViViT sweep through the CPU smoke profile (its runs once looked for their checkpoint in the
+    config's hard-coded folder and reported "fit failed (exit 0)")."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "sweep"
+    overrides = [
+        "config=configs/profiles/cpu_smoke.yaml",
+        "trainer.limit_train_batches=1",
+        "model.pretrained=null",  # no downloads in the tests (the smoke profile test covers the fallback)
+        f"data.root={embedded_root}",
+    ]
+    argv = [str(path), "--max-runs", "1", "--output", str(out)]
+    assert sweep_cmd.main([*argv, *(a for o in overrides for a in ("--override", o))]) == 0, capsys.readouterr().out
+    (row,) = list(csv.DictReader(open(out / "results.csv")))
+    assert row["status"] == "ok" and 0.0 <= float(row["test_acc1"]) <= 1.0
+    ckpt = next(out.glob("00_*/version_0/checkpoints/last.ckpt"))  # the profile keeps last.ckpt only
+    assert row["checkpoint"] == str(ckpt) and (ckpt.parent / "test_summary.json").is_file()

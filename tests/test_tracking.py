@@ -14,7 +14,8 @@ import torch
 
 from tests.conftest import REPO
 from video_transformers.cli import run_cli
-from video_transformers.lit.callbacks import WandbLogger, evaluation_summary, wandb_has_credentials
+from video_transformers.lit.report import evaluation_summary
+from video_transformers.lit.tracking import WandbLogger, wandb_has_credentials
 
 CONFIG = str(REPO / "configs" / "vivit_factorised.yaml")
 CLASSES = ["left", "right", "up", "down", "static"]
@@ -91,7 +92,7 @@ def test_fit_logs_to_wandb_offline_and_files_beside_checkpoints(embedded_root, t
         run_cli(["fit", *_args(embedded_root, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3")])
     finally:
         rank_zero_logger.removeHandler(handler)
-    ckpts = tmp_path / "runs/vivit_factorised/checkpoints"
+    ckpts = tmp_path / "runs/vivit_factorised/version_0/checkpoints"
     rows = list(csv.DictReader(open(ckpts / "val_per_class.csv")))
     assert [r["class"] for r in rows][:2] == ["move_right", "move_left"] and len(rows) == 12
     summary = json.loads((ckpts / "val_summary.json").read_text())
@@ -100,7 +101,7 @@ def test_fit_logs_to_wandb_offline_and_files_beside_checkpoints(embedded_root, t
     train = json.loads((ckpts / "train_summary.json").read_text())
     assert train["steps"] == 3 and train["peak_mem_mb"] > 0
 
-    runs = list((tmp_path / "runs/vivit_factorised/wandb").glob("offline-run-*"))
+    runs = list((tmp_path / "runs/vivit_factorised/version_0/wandb").glob("offline-run-*"))
     assert len(runs) == 1, "expected one offline W&B run"
     assert any(f"wandb sync {runs[0].resolve()}" in m for m in messages), messages
     files = runs[0] / "files"
@@ -148,10 +149,10 @@ def test_csv_and_tensorboard_loggers_get_the_same(embedded_root, tmp_path, monke
     assert grad_norms and all(g > 0 for g in grad_norms)
     hparams = (Path(cli.trainer.logger.log_dir) / "hparams.yaml").read_text()
     assert "config/trainer.limit_train_batches" in hparams  # the resolved config, not only the module's hparams
-    train = json.loads((tmp_path / "runs/vivit_factorised/checkpoints/train_summary.json").read_text())
+    train = json.loads((tmp_path / "runs/vivit_factorised/version_0/checkpoints/train_summary.json").read_text())
     assert train["clips_per_s"] > 0
 
-    ckpt = tmp_path / "runs/vivit_factorised/checkpoints/best.ckpt"
+    ckpt = tmp_path / "runs/vivit_factorised/version_0/checkpoints/best.ckpt"
     tb = [
         "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
         f"--trainer.logger.init_args.save_dir={tmp_path}/tb",

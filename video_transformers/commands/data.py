@@ -42,8 +42,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v"}
 # (codec, options) per container: libx264 for mp4-like, VP9 for webm (SSv2 keeps its names), MPEG-4 part 2 for avi
 CODECS = {
@@ -260,13 +258,12 @@ def run_resize(args: argparse.Namespace) -> int:
 
 # -- check ------------------------------------------------------------------------------------------------
 def _data_config(paths: list[str]) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
-    for path in paths:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        cfg.update(loaded.get("data") or {})
-    return cfg
+    """The ``data`` section of ``vt`` configs, read by the parser ``vt fit`` uses (bases, defaults, key checks)."""
+    from video_transformers.cli import read_config
+
+    if not paths:
+        return {}
+    return read_config([a for path in paths for a in ("--config", path)]).data.as_dict()
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """``vt explain``: attention rollout of a trained model on one video, as a PNG grid and an animated GIF.
 
-    vt explain --ckpt_path runs/vivit_factorised/checkpoints/best.ckpt --video clip.mp4 --out explain/ \
+    vt explain --ckpt_path runs/vivit_factorised/version_0/checkpoints/best.ckpt --video clip.mp4 --out explain/ \
                [--class move_right] [--start 0.5]
 
 The clip is the one ``vt predict --views 1x1`` scores: the data module's evaluation pipeline with the

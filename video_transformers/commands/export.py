@@ -1,9 +1,9 @@
 """``vt export``: a trained model as ONNX, TorchScript, a ``torch.export`` ExportedProgram, or a Hugging Face
 folder to share.
 
-    vt export --ckpt_path runs/vivit_factorised/checkpoints/best.ckpt --format onnx --out vivit.onnx
+    vt export --ckpt_path runs/vivit_factorised/version_0/checkpoints/best.ckpt --format onnx --out vivit.onnx
     vt export --model timesformer_base_divided_8x224 --tiny --format exported-program --out ts.pt2
-    vt export --ckpt_path runs/vivit_factorised/checkpoints/best.ckpt --format hf --out vivit_hf/
+    vt export --ckpt_path runs/vivit_factorised/version_0/checkpoints/best.ckpt --format hf --out vivit_hf/
     hf upload <namespace>/<name> vivit_hf/      # then: from_pretrained("hf-hub:<namespace>/<name>")
 
 The exported model maps normalised ``(B, C, T, H, W)`` video to ``(B, num_classes)`` logits with a dynamic

@@ -18,7 +18,6 @@ import inspect
 import io
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,6 +25,7 @@ import yaml
 from video_transformers.models import get_entry, list_models
 from video_transformers.utils.profile import ModelProfile, profile_model
 
+_CONFIG_KEYS = ("--model.", "--data.", "--trainer.")
 CONVENTION = (
     "GFLOPs = multiply-adds / 1e9 per view (torch FlopCounterMode FLOPs / 2, as fvcore and the papers count; "
     "softmax, norms and activations not counted). TFLOPs = GFLOPs x views / 1000. "
@@ -67,6 +67,19 @@ def _parse_overrides(extra: list[str]) -> dict[str, Any]:
             i += 2
         out[key.replace("-", "_")] = yaml.safe_load(value)
     return out
+
+
+def _split_config_args(extra: list[str]) -> tuple[list[str], list[str]]:
+    """``--model.* / --data.* / --trainer.*`` arguments with their values (for the config reader); the rest."""
+    config: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(extra):
+        target = config if extra[i].startswith(_CONFIG_KEYS) else rest
+        takes_value = "=" not in extra[i] and i + 1 < len(extra) and not extra[i + 1].startswith("--")
+        target += extra[i : i + 1 + takes_value]
+        i += 1 + takes_value
+    return config, rest
 
 
 def _signature_defaults(cls: type) -> dict[str, Any]:
@@ -175,25 +188,27 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _from_config(path: str) -> tuple[str, dict[str, Any], tuple[int, int]]:
-    """(backbone, overrides, views) of a ``vt`` config, resolving missing values from the code's defaults."""
-    from video_transformers.data import VideoDataModule, synthetic
-    from video_transformers.data.annotations import read_class_names
-    from video_transformers.lit import VideoClassifier
+def _from_config(paths: list[str], config_args: list[str]) -> tuple[str, dict[str, Any], tuple[int, int]]:
+    """(backbone, overrides, views) of ``vt`` configs, read by the parser ``vt fit`` uses (bases, defaults, links,
+    ``--data.* / --model.*`` overrides); the class count is the data's, else the one the dataset fixes."""
+    from video_transformers.cli import read_config
+    from video_transformers.data import VideoDataError, VideoDataModule
+    from video_transformers.data.formats import get_format
 
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    model_cfg = {**_signature_defaults(VideoClassifier), **(cfg.get("model") or {})}
-    data_cfg = {**_signature_defaults(VideoDataModule), **(cfg.get("data") or {})}
-    # The same precedence as VideoClassifier: linked data sizes, then backbone_kwargs.
-    overrides: dict[str, Any] = {"num_frames": data_cfg["num_frames"], "img_size": data_cfg["crop_size"]}
-    if data_cfg.get("dataset") == "embedded":
-        overrides["num_classes"] = len(synthetic.CLASS_NAMES)
-    elif data_cfg.get("root") and (Path(data_cfg["root"]) / "classes.txt").is_file():
-        overrides["num_classes"] = len(read_class_names(Path(data_cfg["root"]) / "classes.txt"))
-    overrides.update(model_cfg.get("backbone_kwargs") or {})
-    return model_cfg["backbone"], overrides, (int(data_cfg["test_clips"]), int(data_cfg["test_crops"]))
+    cfg = read_config([a for path in paths for a in ("--config", path)] + config_args)
+    model, data = cfg.model, cfg.data
+    overrides: dict[str, Any] = {"num_frames": model.num_frames, "img_size": model.img_size}  # linked from data
+    try:
+        overrides["num_classes"] = VideoDataModule(**data.as_dict()).num_classes
+    except (VideoDataError, OSError, ValueError) as e:
+        known = get_format(data.dataset, split_id=data.split_id).num_classes
+        if known is not None:
+            overrides["num_classes"] = known
+        else:
+            print(f"vt info: cannot read the class count of {data.dataset} data ({e}); counting the head as the"
+                  " model's default", file=sys.stderr)  # fmt: skip
+    overrides.update(model.backbone_kwargs or {})  # the same precedence as VideoClassifier
+    return model.backbone, overrides, (int(data.test_clips), int(data.test_crops))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", action="append", help="registered name or shell pattern (repeatable)")
-    src.add_argument("--config", help="a vt YAML config: model.backbone(_kwargs), data sizes and test views")
+    src.add_argument(
+        "--config",
+        action="append",
+        help="vt config(s), read as vt fit reads them (repeatable; --data.* / --model.* override them)",
+    )
     src.add_argument("--all", action="store_true", help="every registered model at its paper configuration")
     src.add_argument(
         "--pretrained",
@@ -228,10 +247,11 @@ def main(argv: list[str]) -> int:
 
         return show_pretrained(args.pretrained, args.format)
     try:
+        config_args, extra = _split_config_args(extra) if args.config else ([], extra)
         overrides = _parse_overrides(extra)
         views = parse_views(args.views) if args.views else None
         if args.config:
-            name, cfg_overrides, cfg_views = _from_config(args.config)
+            name, cfg_overrides, cfg_views = _from_config(args.config, config_args)
             jobs = [(name, {**cfg_overrides, **overrides})]
             views = views or cfg_views
         else:

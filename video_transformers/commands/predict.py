@@ -1,6 +1,6 @@
 """``vt predict``: class predictions for video files from a trained model.
 
-    vt predict --ckpt_path runs/vivit_factorised/checkpoints/best.ckpt --paths clip.mp4 videos/ "more/*.mp4"
+    vt predict --ckpt_path runs/vivit_factorised/version_0/checkpoints/best.ckpt --paths clip.mp4 videos/ "more/*.mp4"
                [--views 4x3] [--topk 5] [--out preds.json|preds.csv] [--per-view] [--device auto]
     vt predict --ckpt_path ... --paths long.mp4 --window [--stride 0.5] --out timeline.csv   # score timeline + PNG
 

@@ -4,11 +4,13 @@
              [--output runs/sweeps/NAME] [--seed 0] [--parallel N] [--resume] [--markdown FILE] [--dry-run]
 
 Each run is the sweep's ``command`` with the agent's macros expanded (the same process ``wandb agent`` would
-start), plus ``--override`` values and a per-run output folder and logger name; then ``vt test`` on the run's
-best checkpoint. Runs log like any other ``vt fit`` (W&B offline without credentials, or whatever logger the
-config or an override names). The sweep ends with a comparison table, ``results.csv`` / ``results.md`` /
-``results.png`` in the output folder: test top-1, top-1 and direction accuracy on the time-reversed class
-pairs, parameters and GFLOPs per view, training clips/s and peak memory.
+start), plus ``--override`` values and a per-run name (``--run.root <output> --run.name <NN_values>``: the run's
+folder is ``<output>/<NN_values>/version_0``); then ``vt test`` on the run's best checkpoint. Runs log like
+any other ``vt fit`` (W&B offline without credentials, or whatever logger the config or an override names).
+``--override config=configs/profiles/cpu_smoke.yaml`` layers a config on every run. The sweep ends with a
+comparison table, ``results.csv`` / ``results.md`` / ``results.png`` in the output folder: test top-1, top-1 and
+direction accuracy on the time-reversed class pairs, parameters and GFLOPs per view, training clips/s and peak
+memory.
 """
 
 from __future__ import annotations
@@ -106,23 +108,22 @@ def run_one(
     saved = _read_json(run_dir / "row.json") if resume else None
     if saved is not None and saved.get("status") == "ok":
         return saved
-    per_run = [f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}"]
+    per_run = [f"--run.root={out}", f"--run.name={label}"]  # vt names the logger's run after it
     env = dict(os.environ, WANDB_RUN_GROUP=name, WANDB_SILENT="true")
     row: dict[str, Any] = {"run": label, **params}
     done = _read_json(run_dir / "fit.json") if resume else None
     if done is not None:
         row["fit_s"], ckpt = done["fit_s"], Path(done["checkpoint"])
     else:
-        fit_argv = fit + per_run + [f"--trainer.logger.init_args.name={name}-{label}"]
-        rc, row["fit_s"] = _run(fit_argv, run_dir / "fit.log", env)
+        rc, row["fit_s"] = _run(fit + per_run, run_dir / "fit.log", env)
         ckpt = _newest(run_dir, "best.ckpt") or _newest(run_dir, "last.ckpt")
         if rc != 0 or ckpt is None:
-            row["status"] = f"fit failed (exit {rc}; see {run_dir / 'fit.log'})"
+            why = f"exit {rc}" if rc != 0 else f"exit 0 but no checkpoint under {run_dir}"
+            row["status"] = f"fit failed ({why}; see {run_dir / 'fit.log'})"
             return _save_row(run_dir, row)
         (run_dir / "fit.json").write_text(json.dumps({"fit_s": row["fit_s"], "checkpoint": str(ckpt)}))
     i = fit.index("fit")
-    test = fit[:i] + ["test"] + fit[i + 1 :] + per_run
-    test += [f"--trainer.logger.init_args.name={name}-{label}-test", f"--ckpt_path={ckpt}"]
+    test = fit[:i] + ["test"] + fit[i + 1 :] + per_run + [f"--ckpt_path={ckpt}"]  # logs beside the checkpoint
     rc, _ = _run(test, run_dir / "test.log", dict(env, WANDB_JOB_TYPE="test"))
     summary = ckpt.parent / "test_summary.json"
     if rc != 0 or not summary.is_file():

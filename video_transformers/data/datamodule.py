@@ -32,6 +32,7 @@ from video_transformers.data.sampling import ClipSampler, Sampling, parse_sampli
 from video_transformers.data.streaming import ShardSet, StreamedItem
 from video_transformers.data.transforms import EvalTransform, MixupCutmix, TrainTransform, label_swap_map
 from video_transformers.data.video import VideoInfo, check_decoder, resolve_decoder
+from video_transformers.data.workers import WorkerInit
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ class VideoDataModule(L.LightningDataModule):
         with recording_reads() as self.class_files:  # {path: sha256} of the class list, for vt test's report
             self.class_names = self.shards.class_names if self.shards else self.format.class_names(self.root)
         self.num_classes = len(self.class_names)
+        self.class_pairs = self.format.class_pairs(self.root)  # time-reversed class pairs, for the reports
         self.label_swap = label_swap_map(hflip_label_pairs, self.class_names)
         if rand_augment:
             TrainTransform(
@@ -355,10 +357,16 @@ class VideoDataModule(L.LightningDataModule):
     # -- loaders ------------------------------------------------------------------------------------
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         h = self.hparams
+        trainer = getattr(self, "trainer", None)
+        worker_init = WorkerInit(trainer.global_rank if trainer is not None else 0)
         if self.shards is not None:
             size = h.batch_size if train else (h.eval_batch_size or h.batch_size)
             return self.shards.loader(
-                self._datasets[split], batch_size=size, num_workers=h.num_workers, timeout=h.loader_timeout
+                self._datasets[split],
+                batch_size=size,
+                num_workers=h.num_workers,
+                timeout=h.loader_timeout,
+                worker_init_fn=worker_init,
             )
         return ReportingDataLoader(
             self._datasets[split],
@@ -373,6 +381,7 @@ class VideoDataModule(L.LightningDataModule):
             collate_fn=collate_repeated if train and h.repeated_aug > 1 else None,
             # CUDA cannot be used in forked workers once the trainer has initialised it
             multiprocessing_context="spawn" if self.decoder == "torchcodec_cuda" and h.num_workers > 0 else None,
+            worker_init_fn=worker_init,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -2,22 +2,26 @@
 raising (a crash inside a decoder library, an out-of-memory kill) or hangs past the loader's timeout is reported
 with the file's name instead of PyTorch's bare "DataLoader worker (pid 1234) exited unexpectedly" / "DataLoader
 timed out"; and an error raised in a worker reaches the main process as one line naming the file, not as a
-wrapped traceback."""
+wrapped traceback.
+
+Public interfaces only: the dataset marks its video through :func:`torch.utils.data.get_worker_info`, and
+:class:`ReportingDataLoader` wraps the iterator ``DataLoader.__iter__`` returns.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader, get_worker_info
-from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from video_transformers.data.errors import VideoDataError
-
-_WRAPPED = "Caught VideoDataError in DataLoader worker process "
+from video_transformers.data.workers import forking_workers
 
 
 class InFlight:
@@ -49,30 +53,60 @@ class InFlight:
         return out
 
 
-class _ReportingIter(_MultiProcessingDataLoaderIter):
-    def __init__(self, loader: ReportingDataLoader) -> None:
-        self._inflight = loader.inflight
-        super().__init__(loader)
+# What torch's loader errors say, read from their text: the one place that does. A worker's exception is
+# re-raised in the main process as the same type with the message "Caught <Type> in DataLoader worker process
+# <n>.\nOriginal Traceback (most recent call last): ... <Type>: <message>" (ExceptionWrapper.reraise,
+# torch/utils/data/_utils/__init__.py); a dead worker raises RuntimeError("DataLoader worker (pid(s) ...)
+# exited unexpectedly" / "... is killed by signal ..."), a timeout RuntimeError("DataLoader timed out after
+# <n> seconds"). Checked on torch 2.14.1 (the formats date from torch 1.5).
+_RAISED = re.compile(r"^Caught (\w+) in DataLoader worker process (\d+)\.\n", re.S)
 
-    def _next_data(self) -> Any:
+
+def read_loader_error(e: BaseException) -> tuple[str, int | None, str] | None:
+    """``("raised", worker, original message)``, ``("died", None, text)`` or ``("timeout", None, text)`` for
+    an error from a loader with workers; ``None`` for anything else."""
+    text = str(e)
+    if m := _RAISED.match(text):
+        lines = text.splitlines()
+        head = re.compile(rf"^([\w.]+\.)?{m[1]}: ")  # the traceback's last entry: "<module>.<Type>: <message>"
+        start = next((i for i in range(len(lines) - 1, -1, -1) if head.match(lines[i])), None)
+        if start is None:
+            return None
+        return "raised", int(m[2]), head.sub("", "\n".join(lines[start:]), count=1)
+    if isinstance(e, RuntimeError) and "DataLoader worker" in text:
+        return "died", None, text
+    if isinstance(e, RuntimeError) and "DataLoader timed out" in text:
+        return "timeout", None, text
+    return None
+
+
+class _Reporting(Iterator):
+    """The loader's iterator, with its failures rewritten as :class:`VideoDataError` naming the video."""
+
+    def __init__(self, iterator: Iterator, inflight: InFlight) -> None:
+        self.iterator, self.inflight = iterator, inflight
+
+    def __len__(self) -> int:
+        return len(self.iterator)
+
+    def __next__(self) -> Any:
         try:
-            return super()._next_data()
-        except VideoDataError as e:
-            text = str(e)
-            if not text.startswith(_WRAPPED):
+            return next(self.iterator)
+        except (VideoDataError, RuntimeError) as e:
+            what = read_loader_error(e)
+            if what is None:
                 raise
-            worker = text[len(_WRAPPED) :].split(".", 1)[0]
-            last = next((line for line in reversed(text.splitlines()) if "VideoDataError: " in line), text)
-            message = last.split("VideoDataError: ", 1)[1]
-            raise VideoDataError(f"{message} (in data-loader worker {worker})") from e
-        except RuntimeError as e:
-            died, timed_out = "DataLoader worker" in str(e), "DataLoader timed out" in str(e)
-            files = self._inflight.current()
-            if not (died or timed_out) or not files:
+            kind, worker, message = what
+            if kind == "raised":
+                if not isinstance(e, VideoDataError):
+                    raise
+                raise VideoDataError(f"{message} (in data-loader worker {worker})") from e
+            files = self.inflight.current()
+            if not files:
                 raise
             listing = "; ".join(f"worker {w}: {p}" for w, p in sorted(files.items()))
-            what = "a data-loader worker died" if died else "no batch within data.loader_timeout"
-            raise VideoDataError(f"{what} while decoding {listing} ({e})") from e
+            problem = "a data-loader worker died" if kind == "died" else "no batch within data.loader_timeout"
+            raise VideoDataError(f"{problem} while decoding {listing} ({message})") from e
 
 
 class ReportingDataLoader(DataLoader):
@@ -82,5 +116,9 @@ class ReportingDataLoader(DataLoader):
         self.inflight = inflight
         super().__init__(*args, **kwargs)
 
-    def _get_iterator(self) -> Any:
-        return super()._get_iterator() if self.num_workers == 0 else _ReportingIter(self)
+    def __iter__(self) -> Iterator:
+        if self.num_workers == 0:
+            return super().__iter__()
+        with forking_workers():  # workers leave the group's SIGTERM to this process (data/workers.py)
+            iterator = super().__iter__()
+        return _Reporting(iterator, self.inflight)

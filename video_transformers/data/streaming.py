@@ -131,7 +131,9 @@ def streaming_dataset(
     return dataset
 
 
-def streaming_loader(dataset: Any, *, batch_size: int, num_workers: int, timeout: float) -> Any:
+def streaming_loader(
+    dataset: Any, *, batch_size: int, num_workers: int, timeout: float, worker_init_fn: Any = None
+) -> Any:
     """LitData's stateful ``StreamingDataLoader`` with ``batch_size`` clips per batch: an evaluation item (one
     video's views) counts as its number of views, and the views are flattened into the batch."""
     from litdata import StreamingDataLoader
@@ -146,6 +148,7 @@ def streaming_loader(dataset: Any, *, batch_size: int, num_workers: int, timeout
         collate_fn=collate_repeated if not item.train or item.repeats > 1 else None,
         # CUDA cannot be used in forked workers once the trainer has initialised it
         multiprocessing_context="spawn" if item.decoder == "torchcodec_cuda" and num_workers > 0 else None,
+        worker_init_fn=worker_init_fn,
     )
 
 
@@ -176,9 +179,13 @@ class ShardSet:
             self.store, split, item, shuffle=item.train, drop_last=item.train, seed=seed, cache_dir=self.cache_dir
         )
 
-    def loader(self, dataset: Any, *, batch_size: int, num_workers: int, timeout: float) -> Any:
+    def loader(
+        self, dataset: Any, *, batch_size: int, num_workers: int, timeout: float, worker_init_fn: Any = None
+    ) -> Any:
         """:func:`streaming_loader`; the training loader takes the state :meth:`load_state_dict` was given."""
-        loader = streaming_loader(dataset, batch_size=batch_size, num_workers=num_workers, timeout=timeout)
+        loader = streaming_loader(
+            dataset, batch_size=batch_size, num_workers=num_workers, timeout=timeout, worker_init_fn=worker_init_fn
+        )
         if dataset.item.train:
             if self._resume is not None:
                 loader.load_state_dict(self._resume)

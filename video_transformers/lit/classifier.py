@@ -1,14 +1,16 @@
 """``VideoClassifier``: the LightningModule that trains and evaluates any registered backbone.
 
-Cross-entropy with label smoothing; an injected optimizer (AdamW by default) with no weight decay on
-biases, norms, tokens and position embeddings; linear warm-up + cosine decay per step; top-1/top-5 per
+Cross-entropy with label smoothing; an injected optimizer (AdamW by default, with no weight decay on
+biases, norms, tokens and position embeddings unless ``filter_bias_and_bn`` is off) and an injected lr
+schedule (``lit/schedule.py``; linear warm-up + cosine by default), stepped per optimizer step; top-1/top-5 per
 stage. Validation and test scores are aggregated per video over all views (see ``multiview``).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -25,10 +27,13 @@ from video_transformers.lit.multiview import (
     parse_rule,
     write_predictions,
 )
-from video_transformers.lit.schedule import warmup_cosine
+from video_transformers.lit.schedule import Schedule, WarmupCosine
 from video_transformers.models import create_model
+from video_transformers.pretrained.common import PretrainedError
 from video_transformers.pretrained.image_init import init_from_image
 from video_transformers.pretrained.lightning_ckpt import SPEC_KEY, backbone_from_source
+
+log = logging.getLogger(__name__)
 
 
 def layer_ids(model: torch.nn.Module) -> tuple[dict[str, int], int]:
@@ -53,12 +58,17 @@ class VideoClassifier(L.LightningModule):
         num_classes / num_frames / img_size / class_names: linked from the data module by ``vt``
             (``num_classes=None``: the ``init_from`` checkpoint's, else 400).
         pretrained: image weights (timm name or local file) loaded with the family's image-init filter.
+        on_pretrained_error: ``error`` (default), or ``random``: when the ``pretrained`` weights cannot be
+            loaded (offline, say), say so loudly and go on from random weights (smoke runs only).
         init_from: any ``from_pretrained`` source (HF folder, official .pyth / UniFormerV2 .pth, this suite's
             .ckpt); the backbone's architecture is the checkpoint's (``backbone`` is ignored,
             ``backbone_kwargs`` override it) and a different class count gets a new head.
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016).
         optimizer: optimizer factory, called with parameter groups.
-        warmup_epochs / min_lr_ratio: the warm-up + cosine schedule.
+        lr_schedule: the lr factor per fractional epoch (``lit/schedule.py``), stepped after every optimizer
+            step; default: ``WarmupCosine(warmup_epochs=1, min_lr_ratio=0.01)``.
+        filter_bias_and_bn: no weight decay on biases, norms and the model's ``no_weight_decay()`` tensors
+            (timm's ``filter_bias_and_bn``); off, every parameter gets the optimizer's weight decay.
         aggregate: per-video rule over views, ``{logits,softmax}_{mean,sum,max}``.
         grad_checkpointing: recompute block activations in backward (``set_grad_checkpointing``).
         compile: ``torch.compile`` the backbone in place (state-dict keys unchanged).
@@ -76,11 +86,12 @@ class VideoClassifier(L.LightningModule):
         img_size: int | None = None,
         class_names: list[str] | None = None,
         pretrained: str | None = None,
+        on_pretrained_error: Literal["error", "random"] = "error",
         init_from: str | None = None,
         label_smoothing: float = 0.1,
         optimizer: OptimizerCallable = default_optimizer,
-        warmup_epochs: float = 1.0,
-        min_lr_ratio: float = 0.01,
+        lr_schedule: Schedule | None = None,
+        filter_bias_and_bn: bool = True,
         aggregate: str = "softmax_mean",
         grad_checkpointing: bool = False,
         compile: bool = False,
@@ -92,7 +103,7 @@ class VideoClassifier(L.LightningModule):
             raise ValueError(f"model.class_names has {len(class_names)} names but num_classes is {num_classes}")
         if class_names is not None and num_classes is None and init_from is not None:
             num_classes = len(class_names)  # the names state the classes; the checkpoint's head follows them
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_schedule"])
         sizes = {k: v for k, v in dict(num_frames=num_frames, img_size=img_size).items() if v is not None}
         if pretrained is not None and init_from is not None:
             raise ValueError("model.pretrained (image weights) and model.init_from (a checkpoint) exclude each other")
@@ -101,7 +112,7 @@ class VideoClassifier(L.LightningModule):
             num_classes = 400 if num_classes is None else num_classes
             self.model = create_model(backbone, num_classes=num_classes, **{**sizes, **(backbone_kwargs or {})})
             if pretrained is not None:
-                init_from_image(self.model, pretrained)
+                self._init_from_image(pretrained, on_pretrained_error)
         else:
             kwargs = {**sizes, **(backbone_kwargs or {})}
             self.model, self.backbone_spec = backbone_from_source(init_from, num_classes=num_classes, **kwargs)
@@ -115,6 +126,7 @@ class VideoClassifier(L.LightningModule):
         if compile:
             self.model.compile()  # in place: keeps the state-dict keys of the uncompiled model
         self.optimizer_factory = optimizer
+        self.lr_schedule = lr_schedule if lr_schedule is not None else WarmupCosine(warmup_epochs=1, min_lr_ratio=0.01)
         k = min(5, num_classes)
         self.metrics = torch.nn.ModuleDict(
             {
@@ -129,6 +141,21 @@ class VideoClassifier(L.LightningModule):
         self.last_aggregated: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.last_video_ids: dict[str, torch.Tensor] = {}  # the dataset's video index of each row
 
+    def _init_from_image(self, source: str, on_error: str) -> None:
+        try:
+            init_from_image(self.model, source)
+        except PretrainedError as e:
+            if on_error != "random":
+                raise
+            log.warning(
+                "\n%s\nmodel.pretrained %r could not be loaded: %s\nGOING ON FROM RANDOM WEIGHTS"
+                " (model.on_pretrained_error: random): results of this run say nothing about the model.\n%s",
+                "!" * 100,
+                source,
+                e,
+                "!" * 100,
+            )
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.model(video)
 
@@ -136,6 +163,22 @@ class VideoClassifier(L.LightningModule):
     def input_normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Mean/std the backbone's weights expect; the data module uses them when its own are None."""
         return tuple(self.model.mean), tuple(self.model.std)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another class count with a message that says how to fine-tune from it."""
+        theirs = (checkpoint.get("hyper_parameters") or {}).get("num_classes")
+        head = checkpoint.get("state_dict", {}).get("model.head.weight")
+        theirs = head.shape[0] if theirs is None and head is not None else theirs
+        ours = self.hparams.num_classes
+        if theirs is not None and theirs != ours:
+            try:
+                path = self.trainer.ckpt_path or "the checkpoint"
+            except RuntimeError:  # not attached to a trainer (load_from_checkpoint)
+                path = "the checkpoint"
+            raise ValueError(
+                f"{path}: checkpoint has {theirs} classes, the data has {ours}. To fine-tune it on this data, start"
+                f" from its weights with a new head: --model.init_from {path} (instead of --ckpt_path)"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Read by from_pretrained: normalisation, and the architecture of an init_from backbone.
@@ -239,7 +282,7 @@ class VideoClassifier(L.LightningModule):
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            no_wd = p.ndim <= 1 or name in skip
+            no_wd = self.hparams.filter_bias_and_bn and (p.ndim <= 1 or name in skip)
             layer = layers[name] if decay is not None else 0
             group = groups.setdefault((layer, no_wd), {"params": [], "lr_scale": 1.0})
             group["params"].append(p)
@@ -252,8 +295,5 @@ class VideoClassifier(L.LightningModule):
             group["lr"] *= group["lr_scale"]
         total = int(self.trainer.estimated_stepping_batches)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        warmup = round(self.hparams.warmup_epochs * total / epochs)
-        scheduler = warmup_cosine(
-            optimizer, total_steps=total, warmup_steps=warmup, min_lr_ratio=self.hparams.min_lr_ratio
-        )
+        scheduler = self.lr_schedule.scheduler(optimizer, steps_per_epoch=total / epochs, max_epochs=epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,13 +1,20 @@
-"""Stopping ``vt fit`` on SIGTERM / SIGINT without losing work.
+"""Stopping ``vt fit`` on a signal without losing work: SIGTERM, SIGINT and SIGUSR1 in one place.
 
-:class:`GracefulInterrupt` (installed by ``vt fit``) turns the first SIGTERM or SIGINT into a request:
-the current training batch finishes, a resumable checkpoint is written (atomically, through the
-trainer's checkpoint plugin) at the point Lightning's own mid-epoch checkpoints are taken
-(``on_train_batch_end``), and :class:`TrainingInterrupted` ends the run with a message naming the
-checkpoint and the command that resumes from it. A second SIGINT stops at once (``KeyboardInterrupt``).
+SLURM, ``timeout``, Kubernetes and Ctrl+C in a terminal signal every process of the group; the data-loader
+workers leave SIGTERM / SIGINT to the main process (``data.datamodule.ignore_group_signals``), where
+:class:`GracefulInterrupt` turns the first signal into a request: the current training batch finishes, then
+``last.ckpt`` is written (atomically, through the trainer's checkpoint plugin) in the checkpoint folder, at
+the point Lightning's own mid-epoch checkpoints are taken (``on_train_batch_end``), so ``--ckpt_path last``
+resumes from it. Then
 
-Lightning's own SIGTERM handler would stop the run without a checkpoint (and with exit status 0), so it
-is replaced while training runs; SIGUSR1 (preemption, SLURM requeue) is left to other callbacks.
+* SIGTERM / SIGINT: :class:`TrainingInterrupted` ends the run with a message naming the checkpoint and the
+  command that resumes from it; ``vt`` exits with 128 + the signal number, as a shell reports it. A second
+  SIGINT stops at once (``KeyboardInterrupt``).
+* SIGUSR1 (a preemption notice, e.g. SLURM ``--signal=USR1@120``): ``fit`` ends cleanly (exit status 0), for
+  a requeued job to resume. When Lightning's SLURM auto-requeue owns SIGUSR1, its handler is left in place.
+
+Lightning's own SIGTERM handler would stop the run without a checkpoint (and with exit status 0), so it is
+replaced while training runs.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from video_transformers.lit.runs import output_dir
+
+STOP = (signal.SIGTERM, signal.SIGINT)
+PREEMPT = (signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ()
 
 
 class TrainingInterrupted(SystemExit):
@@ -51,17 +61,16 @@ def resume_command(argv: list[str] | None, checkpoint: Path) -> str:
 
 
 class GracefulInterrupt(Callback):
-    """Save ``<dirpath>/<filename>`` and stop on SIGTERM / SIGINT (see the module docstring).
+    """Save ``<dirpath>/<filename>`` and stop on SIGTERM / SIGINT / SIGUSR1 (see the module docstring).
 
     Args:
-        dirpath: where to save; default: the ``ModelCheckpoint`` folder, else ``<default_root_dir>/checkpoints``.
-        filename: the checkpoint's file name.
+        dirpath: where to save; default: the checkpoint folder (``ModelCheckpoint``'s, else
+            ``<default_root_dir>/checkpoints``).
+        filename: the checkpoint's file name: ``last.ckpt``, the file ``--ckpt_path last`` resumes from.
         argv: the ``vt`` arguments of this run, for the resume command in the message.
     """
 
-    def __init__(
-        self, *, dirpath: str | None = None, filename: str = "interrupted.ckpt", argv: list[str] | None = None
-    ):
+    def __init__(self, *, dirpath: str | None = None, filename: str = "last.ckpt", argv: list[str] | None = None):
         self.dirpath, self.filename, self.argv = dirpath, filename, argv
         self.received: int | None = None
         self.checkpoint: Path | None = None
@@ -74,12 +83,10 @@ class GracefulInterrupt(Callback):
             self._delegate(signum, frame)
         elif self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl+C: stop now, without a checkpoint
-        elif self.received is None:
-            self.received = signum
-            rank_zero_info(
-                f"Received {signal.Signals(signum).name}: finishing this batch, then saving a checkpoint"
-                " (Ctrl+C again to stop at once)"
-            )
+        elif self.received is None or (self.received in PREEMPT and signum in STOP):
+            self.received = signum  # a SIGTERM after the preemption notice: still save, but exit non-zero
+            then = "then stopping" if signum in PREEMPT else "(Ctrl+C again to stop at once)"
+            rank_zero_info(f"Received {signal.Signals(signum).name}: finishing this batch, saving a checkpoint, {then}")
 
     def _delegate(self, signum: int, frame: FrameType | None) -> None:
         original = self._previous.get(signum, signal.SIG_DFL)
@@ -93,11 +100,17 @@ class GracefulInterrupt(Callback):
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         self._active = True
-        for signum in SIGNALS:
+        for signum in STOP + PREEMPT:
             current = signal.getsignal(signum)
-            if current != self._handler:  # bound methods compare equal, not identical
-                self._previous.setdefault(signum, current)
-                signal.signal(signum, self._handler)
+            if current == self._handler:  # bound methods compare equal, not identical
+                continue
+            stale = getattr(current, "__self__", None)
+            if isinstance(stale, GracefulInterrupt):  # an earlier run's, put back by Lightning's teardown
+                current = stale._previous.get(signum, signal.SIG_DFL)
+            if signum in PREEMPT and current not in (signal.SIG_DFL, signal.SIG_IGN, None):
+                continue  # SIGUSR1 belongs to someone else (Lightning's SLURM requeue): leave it to them
+            self._previous.setdefault(signum, current)
+            signal.signal(signum, self._handler)
 
     def _restore(self) -> None:
         self._active = False
@@ -112,7 +125,7 @@ class GracefulInterrupt(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             self.received, self.checkpoint = None, None
-            self._install()  # before data-loader workers fork, so they inherit a handler that only sets a flag
+            self._install()
 
     def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install()  # take SIGTERM back from Lightning's handler, registered after setup
@@ -124,25 +137,26 @@ class GracefulInterrupt(Callback):
         stop = self.received is not None
         if trainer.world_size > 1:  # every rank stops at the same step, and all join the save
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if not stop:
-            return
         signum = self.received or signal.SIGTERM
+        if not stop or (signum in PREEMPT and self.checkpoint is not None):  # saved; Lightning is stopping
+            return
         path = self._path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path)  # collective: every rank calls it, rank 0 writes
         self.checkpoint = path
         name = signal.Signals(signum).name
+        where = f"at step {trainer.global_step} (epoch {trainer.current_epoch}); saved a resumable checkpoint to {path}"
+        if signum in PREEMPT:
+            rank_zero_info(f"{name} {where}; resume with --ckpt_path last")
+            trainer.should_stop = True
+            return
         raise TrainingInterrupted(
-            f"vt fit: interrupted by {name} at step {trainer.global_step} (epoch {trainer.current_epoch}); saved a"
-            f" resumable checkpoint to {path}\nResume with:\n  {resume_command(self.argv, path)}",
+            f"vt fit: interrupted by {name} {where}\nResume with:\n  {resume_command(self.argv, path)}",
             signum=signum,
             checkpoint=path,
         )
 
     def _path(self, trainer: L.Trainer) -> Path:
-        folder = self.dirpath
-        if folder is None and trainer.checkpoint_callback is not None:
-            folder = getattr(trainer.checkpoint_callback, "dirpath", None)
-        return Path(folder or Path(trainer.default_root_dir) / "checkpoints") / self.filename
+        return Path(self.dirpath or output_dir(trainer, "fit")) / self.filename
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()
