@@ -190,3 +190,26 @@ def test_every_shipped_sweep_completes_a_one_step_run(path, embedded_root, tmp_p
     assert row["status"] == "ok" and 0.0 <= float(row["test_acc1"]) <= 1.0
     ckpt = next(out.glob("00_*/version_0/checkpoints/last.ckpt"))  # the profile keeps last.ckpt only
     assert row["checkpoint"] == str(ckpt) and (ckpt.parent / "test_summary.json").is_file()
+
+
+def test_sweep_shows_progress_and_a_table_after_every_run(tmp_path, monkeypatch, capsys):
+    """A half-finished sweep already has its table: each run's end rewrites results.md (later runs pending) and
+    prints runs done of total, elapsed time and ETA."""
+    out = tmp_path / "sweep"
+    seen: list[str] = []
+
+    def fake_run_one(config, params, index, out_, overrides, resume=False):  # noqa: ANN001, ANN202, ARG001
+        if index > 0:
+            seen.append((out / "results.md").read_text())
+        return {"run": f"{index:02d}", **params, "test_acc1": 0.5 + index / 10, "status": "ok"}
+
+    monkeypatch.setattr(sweep_cmd, "run_one", fake_run_one)
+    argv = [str(REPO / "configs/sweeps/attention_schemes.yaml"), "--max-runs", "3", "--output", str(out)]
+    assert sweep_cmd.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "1 of 3 runs done" in seen[0] and seen[0].count("(pending)") == 2 and "| 50.0 |" in seen[0]
+    assert "2 of 3 runs done" in seen[1] and seen[1].count("(pending)") == 1 and "| 60.0 |" in seen[1]
+    for k in (1, 2, 3):
+        assert f"sweep timesformer-attention-schemes: {k}/3 runs done, elapsed 0:00:0" in stdout
+    assert "ETA 0:00:00" in stdout and "pending" not in (out / "results.md").read_text()
+    assert "3 runs (grid)" in (out / "results.md").read_text()

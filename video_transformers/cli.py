@@ -43,6 +43,7 @@ from video_transformers.lit.monitor import TrainingMonitor
 from video_transformers.lit.report import EvaluationReport
 from video_transformers.lit.resume import ResumeState
 from video_transformers.lit.runs import default_name, new_run_dir, newest_checkpoint, run_of_checkpoint
+from video_transformers.lit.test_report import TestReport
 from video_transformers.lit.tracking import LogConfig, WandbLogger
 from video_transformers.safety.checkpoints import safe_torch_load
 from video_transformers.safety.metadata import validate_hparams
@@ -54,6 +55,7 @@ FORCED_CALLBACKS = {
     "monitor": TrainingMonitor,
     "report": EvaluationReport,
     "resume_state": ResumeState,
+    "test_report": TestReport,  # test_report.json beside test_predictions.csv
     "checkpoint": ModelCheckpoint,  # best.ckpt
     "last_checkpoint": ModelCheckpoint,  # last.ckpt at every epoch end, whatever the monitored metric does
 }
@@ -290,6 +292,8 @@ COMMANDS = {
     "sweep": "run a W&B sweep file locally, then compare the runs in a table",
     "explain": "attention rollout of a checkpoint on a video, as images",
     "export": "a checkpoint to ONNX, TorchScript or torch.export, checked against the eager model",
+    "features": "embeddings of videos per view or pooled, in resumable shards (Lightning's predict loop)",
+    "compare": "two test reports side by side, every differing field flagged",
 }
 EXTRA_COMMANDS = {
     "info": "video_transformers.commands.info",
@@ -298,6 +302,8 @@ EXTRA_COMMANDS = {
     "predict": "video_transformers.commands.predict",  # with --config: the Trainer's predict loop
     "explain": "video_transformers.commands.explain",
     "export": "video_transformers.commands.export",
+    "features": "video_transformers.commands.features",
+    "compare": "video_transformers.commands.compare",
 }
 
 

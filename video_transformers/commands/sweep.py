@@ -10,7 +10,8 @@ any other ``vt fit`` (W&B offline without credentials, or whatever logger the co
 ``--override config=configs/profiles/cpu_smoke.yaml`` layers a config on every run. The sweep ends with a
 comparison table, ``results.csv`` / ``results.md`` / ``results.png`` in the output folder: test top-1, top-1 and
 direction accuracy on the time-reversed class pairs, parameters and GFLOPs per view, training clips/s and peak
-memory.
+memory. The table is rewritten as each run ends (runs still to come marked ``pending``), and a progress line
+says how many runs are done, the time spent and the time left at the rate so far.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,6 +83,41 @@ def _model_cost(ckpt: Path) -> dict[str, float]:
     model = build_model(h["backbone"], num_classes=h["num_classes"], **{**sizes, **(h.get("backbone_kwargs") or {})})
     x = torch.empty(video_input_shape(model), device="meta")
     return {"params_m": count_params(model) / 1e6, "gflops": count_flops(model, x).gflops}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Runs done of the plan, elapsed time and ETA (elapsed per finished run x runs left: with ``--parallel N``
+    the rate so far already counts the runs that went side by side); ``results.*`` rewritten at each end."""
+
+    def __init__(self, plan: list[dict], params: list[str], out: Path, name: str, method: str) -> None:
+        self.rows: list[dict[str, Any]] = [
+            {"run": f"{i:02d}_{_label(p)}", **p, "status": "pending"} for i, p in enumerate(plan)
+        ]
+        self.params, self.out, self.name, self.method = params, out, name, method
+        self.done, self.start, self.lock = 0, time.monotonic(), threading.Lock()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        left = len(self.rows) - self.done
+        eta = _duration(elapsed / self.done * left) if self.done else "?"
+        return f"sweep {self.name}: {self.done}/{len(self.rows)} runs done, elapsed {_duration(elapsed)}, ETA {eta}"
+
+    def title(self) -> str:
+        total = len(self.rows)
+        done = f"{total} runs" if self.done == total else f"{self.done} of {total} runs done"
+        return f"{self.name}: {done} ({self.method})"
+
+    def finished(self, index: int, row: dict[str, Any]) -> str:
+        with self.lock:  # runs end in any order: one writer at a time, rows kept in plan order
+            self.rows[index] = row
+            self.done += 1
+            write_table(self.rows, self.params, self.out, self.title())
+            return self.line()
 
 
 def _run(argv: list[str], log_path: Path, env: dict[str, str]) -> tuple[int, float]:
@@ -258,11 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.parallel))
 
+    progress = Progress(plan, list(config["parameters"]), out, name, config["method"])
+
     def one(i: int, params: dict) -> dict[str, Any]:
         print(f"[{i + 1}/{len(plan)}] {name}: {params}", flush=True)
         row = run_one(config, params, i, out, overrides, resume=args.resume)
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "checkpoint"}
         print(f"    [{i + 1}/{len(plan)}] -> {shown}", flush=True)
+        print(progress.finished(i, row), f"(table: {out / 'results.md'})", flush=True)
         return row
 
     try:
@@ -271,8 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"vt sweep: {e}", file=sys.stderr)
         return 2
-    title = f"{name}: {len(rows)} runs ({config['method']})"
-    md = write_table(rows, list(config["parameters"]), out, title)
+    md = write_table(rows, list(config["parameters"]), out, progress.title())
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(md)

@@ -15,8 +15,12 @@ file, wrong header or columns) raise :class:`VideoDataError` at once.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,13 +51,32 @@ class Annotations:
         return self
 
 
+_READS: ContextVar[dict[str, str] | None] = ContextVar("annotation_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[dict[str, str]]:
+    """Inside the block, every annotation file :func:`read_text` reads is recorded as ``{path: sha256}`` (what
+    ``vt test``'s report lists as the annotation files it was measured on)."""
+    reads: dict[str, str] = {}
+    token = _READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _READS.reset(token)
+
+
 def read_text(path: str | Path) -> str:
     """An annotation file as text (UTF-8, BOM allowed). Undecodable bytes or NUL characters (a binary or
     damaged file) are a :class:`VideoDataError` naming the file, not a ``UnicodeDecodeError`` from deep inside a
     reader."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
+        reads = _READS.get()
+        if reads is not None:
+            reads[str(path)] = hashlib.sha256(data).hexdigest()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise VideoDataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})", kind="annotation") from e
     except OSError as e:

@@ -28,6 +28,7 @@ class SplitScan:
     records: list[VideoRecord] = field(default_factory=list)
     infos: list[VideoInfo] = field(default_factory=list)
     problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    annotation_files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of the files read
 
     @property
     def num_problems(self) -> int:

@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from video_transformers.data import synthetic
-from video_transformers.data.annotations import VideoRecord, keep_within_root
+from video_transformers.data.annotations import VideoRecord, keep_within_root, recording_reads
 from video_transformers.data.check import SplitScan, scan_split
 from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
 from video_transformers.data.errors import VideoDataError
@@ -175,7 +175,8 @@ class VideoDataModule(L.LightningDataModule):
         self.num_frames, self.crop_size = num_frames, crop_size
         self.clip_duration = num_frames * sampling_rate / fps
         self.shards = ShardSet(root, endpoint_url=endpoint_url, cache_dir=stream_cache) if source == "stream" else None
-        self.class_names = self.shards.class_names if self.shards else self.format.class_names(self.root)
+        with recording_reads() as self.class_files:  # {path: sha256} of the class list, for vt test's report
+            self.class_names = self.shards.class_names if self.shards else self.format.class_names(self.root)
         self.num_classes = len(self.class_names)
         self.class_pairs = self.format.class_pairs(self.root)  # time-reversed class pairs, for the reports
         self.label_swap = label_swap_map(hflip_label_pairs, self.class_names)
@@ -196,6 +197,7 @@ class VideoDataModule(L.LightningDataModule):
             switch_prob=mixup_switch_prob,
         )
         self._records: dict[str, tuple[list[VideoRecord], list[VideoInfo]]] = {}
+        self.scans: dict[str, SplitScan] = {}
         self._datasets: dict[str, object] = {}
         self.skipped: dict[str, list[str]] = defaultdict(list)  # run-time substitutions, per split, this epoch
 
@@ -215,11 +217,13 @@ class VideoDataModule(L.LightningDataModule):
 
     def scan(self, split: str, *, workers: int | None = None, progress: bool = True) -> SplitScan:
         """Read the split's annotations and probe every listed video; never raises on a bad row or video."""
-        ann = self.format.read(self.root, self.annotation_split(split), self.class_names)
+        with recording_reads() as files:
+            ann = self.format.read(self.root, self.annotation_split(split), self.class_names)
         ann = keep_within_root(ann, self.root, allow_outside=self.hparams.allow_outside_root)
         sampler = ClipSampler(self.sampling, self.clip_duration)
         workers = workers or max(1, self.hparams.num_workers)
         scan = scan_split(split, ann, sampler.too_short, workers=workers, progress=progress)
+        scan.annotation_files = {**self.class_files, **files}
         if self.sampling.mode == "stride":
             span = (self.sampling.num_frames - 1) * self.sampling.rate + 1
             short = sum(info.frames < span for info in scan.infos)
@@ -261,6 +265,7 @@ class VideoDataModule(L.LightningDataModule):
             if not scan.records:
                 raise VideoDataError(f"no usable {split} videos under {self.root}")
             self._records[split] = (scan.records, scan.infos)
+            self.scans[split] = scan  # what the check pass found: vt test's report lists it
         return self._records[split]
 
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
