@@ -34,6 +34,7 @@ from video_transformers.pretrained.common import (
 )
 from video_transformers.pretrained.spec import is_plain, resolve_class
 from video_transformers.safety.limits import SizeError, check_model_kwargs
+from video_transformers.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ def build_config(
 ) -> dict[str, Any]:
     """``config.json`` for ``model``, built by ``spec = {"class": "module:Name", "kwargs": {...}}`` (as
     :func:`~video_transformers.pretrained.spec.model_spec` gives it)."""
-    from video_transformers import __version__
 
     if spec is None:
         raise PretrainedError(
