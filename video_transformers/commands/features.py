@@ -29,7 +29,6 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from video_transformers.commands.info import parse_views
 from video_transformers.data.annotations import VideoRecord
 from video_transformers.data.dataset import ClipSource, MultiViewDataset
 from video_transformers.data.errors import VideoDataError, data_errors_for_users
@@ -37,6 +36,7 @@ from video_transformers.inference.clips import check_video, expand_paths
 from video_transformers.inference.features import resolve_layer
 from video_transformers.inference.loading import ClipSpec, LoadedModel, load_model
 from video_transformers.lit.features import FORMATS, FeatureExtractor, FeatureWriter
+from video_transformers.lit.multiview import parse_views
 from video_transformers.lit.shards import INDEX, FeatureData, FeatureSet, finished_shards, merge_index
 from video_transformers.pretrained import PretrainedError
 from video_transformers.utils.provenance import file_sha256
@@ -77,21 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(rest: list[str]) -> Any:  # noqa: ANN401 (jsonargparse Namespace)
     """``--config`` / ``--data.*`` / ``--trainer.*`` / ``--model.*`` parsed as ``vt test`` parses them, without
     instantiating anything (the model comes from ``--ckpt_path``)."""
-    from video_transformers.cli import VideoTransformersCLI
-    from video_transformers.data import VideoDataModule
-    from video_transformers.lit import VideoClassifier
-
-    class ParseOnly(VideoTransformersCLI):
-        def before_instantiate_classes(self) -> None:
-            pass
-
-        def instantiate_classes(self) -> None:
-            pass
+    from video_transformers.cli import read_config
 
     with warnings.catch_warnings():  # "args and sys.argv both given": ours are the rest of sys.argv
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
-        cli = ParseOnly(VideoClassifier, VideoDataModule, args=rest, run=False, parser_kwargs={"prog": "vt features"})
-    return cli.config
+        return read_config(rest)
 
 
 def paths_set(args: argparse.Namespace, spec: ClipSpec, views: tuple[int, int]) -> FeatureSet:

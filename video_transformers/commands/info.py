@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from video_transformers.lit.multiview import parse_views
 from video_transformers.models import get_entry, list_models
 from video_transformers.utils.profile import ModelProfile, profile_model
 
@@ -31,22 +32,6 @@ CONVENTION = (
     "softmax, norms and activations not counted). TFLOPs = GFLOPs x views / 1000. "
     "attention: calls x [sequences x queries x keys] per view. Ratios are ours / paper."
 )
-
-
-def parse_views(text: str | int | tuple | list) -> tuple[int, int]:
-    """``"4x3"`` (or ``(4, 3)``) -> 4 temporal clips x 3 spatial crops; an int ``n`` is 1 clip x ``n`` crops."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        clips, crops = 1, text
-    elif isinstance(text, list | tuple):
-        clips, crops = (int(v) for v in text)
-    else:
-        parts = str(text).lower().replace("×", "x").split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"views {text!r}: expected CLIPSxCROPS, e.g. 4x3")
-        clips, crops = (int(p) for p in parts)
-    if clips < 1 or crops < 1:
-        raise ValueError(f"views {text!r}: clips and crops must be >= 1")
-    return clips, crops
 
 
 def _parse_overrides(extra: list[str]) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from video_transformers.commands.info import parse_views
 from video_transformers.data.errors import VideoDataError
 from video_transformers.inference.clips import (
     check_video,
@@ -43,7 +42,7 @@ from video_transformers.inference.clips import (
 from video_transformers.inference.loading import LoadedModel, load_model
 from video_transformers.inference.render import plot_timeline
 from video_transformers.inference.windows import stream_multiple, window_scorer
-from video_transformers.lit.multiview import AGGREGATIONS, ViewCollector, aggregate_views
+from video_transformers.lit.multiview import AGGREGATIONS, ViewCollector, aggregate_views, parse_views
 from video_transformers.pretrained import PretrainedError
 
 log = logging.getLogger(__name__)

@@ -248,7 +248,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vt sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", help="W&B sweep YAML (method grid or random)")
     parser.add_argument("--max-runs", type=int, default=None, help="stop after N runs (grid: the first N)")
@@ -274,15 +274,24 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the runs of an earlier call with the same --output that ended ok; only test finished fits",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
+    """The sweep definition, the ``--override`` arguments and the parameter sets to run; SweepError if invalid."""
+    config = load_sweep(args.sweep)
+    if args.max_runs is not None and args.max_runs < 1:
+        raise SweepError(f"--max-runs must be >= 1; got {args.max_runs}")
+    if args.parallel < 1:
+        raise SweepError(f"--parallel must be >= 1; got {args.parallel}")
+    overrides = [_parse_override(o) for o in args.override]
+    return config, overrides, runs(config, max_runs=args.max_runs, seed=args.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
-        config = load_sweep(args.sweep)
-        if args.max_runs is not None and args.max_runs < 1:
-            raise SweepError(f"--max-runs must be >= 1; got {args.max_runs}")
-        if args.parallel < 1:
-            raise SweepError(f"--parallel must be >= 1; got {args.parallel}")
-        overrides = [_parse_override(o) for o in args.override]
-        plan = runs(config, max_runs=args.max_runs, seed=args.seed)
+        config, overrides, plan = _plan(args)
     except SweepError as e:
         print(f"vt sweep: {e}", file=sys.stderr)
         return 2
@@ -294,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.parallel))
-
     progress = Progress(plan, list(config["parameters"]), out, name, config["method"])
 
     def one(i: int, params: dict) -> dict[str, Any]:

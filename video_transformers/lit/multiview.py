@@ -23,6 +23,22 @@ AGGREGATIONS = [f"{s}_{r}" for s in ("logits", "softmax") for r in ("mean", "sum
 _REDUCE = {"mean": "mean", "sum": "sum", "max": "amax"}
 
 
+def parse_views(text: str | int | tuple | list) -> tuple[int, int]:
+    """``"4x3"`` (or ``(4, 3)``) -> 4 temporal clips x 3 spatial crops; an int ``n`` is 1 clip x ``n`` crops."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        clips, crops = 1, text
+    elif isinstance(text, list | tuple):
+        clips, crops = (int(v) for v in text)
+    else:
+        parts = str(text).lower().replace("×", "x").split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"views {text!r}: expected CLIPSxCROPS, e.g. 4x3")
+        clips, crops = (int(p) for p in parts)
+    if clips < 1 or crops < 1:
+        raise ValueError(f"views {text!r}: clips and crops must be >= 1")
+    return clips, crops
+
+
 def parse_rule(rule: str) -> tuple[Score, Reduce]:
     if rule not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {rule!r}; expected one of {AGGREGATIONS}")
