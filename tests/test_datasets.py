@@ -285,6 +285,7 @@ def test_runtime_decode_failure_is_substituted_and_reported(embedded_root, tmp_p
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
+    report = SkippedVideoReport()  # vt registers it for every run (cli.FORCED_CALLBACKS); a bare Trainer is given it
     trainer = L.Trainer(
         max_epochs=1,
         logger=False,
@@ -292,10 +293,10 @@ def test_runtime_decode_failure_is_substituted_and_reported(embedded_root, tmp_p
         enable_progress_bar=False,
         limit_val_batches=0,
         enable_model_summary=False,
+        callbacks=[report],
     )
     with caplog.at_level(logging.WARNING):
         trainer.fit(Tiny(), datamodule=dm)
-    report = next(c for c in trainer.callbacks if isinstance(c, SkippedVideoReport))
     assert report.history == [("train", 0, [str(victim)])]
     assert "run-time decode failure" in caplog.text and "1 train videos failed to decode at run time" in caplog.text
     ds = dm._datasets["train"]

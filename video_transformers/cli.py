@@ -35,6 +35,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from video_transformers.cli_parser import ConfigFile, VideoTransformersParser
 from video_transformers.data import VideoDataModule
+from video_transformers.data.datamodule import SkippedVideoReport
 from video_transformers.data.errors import data_errors_for_users
 from video_transformers.lit import VideoClassifier
 from video_transformers.lit.checkpoint_io import CLI_TRUST_HINT, AtomicCheckpointIO
@@ -56,6 +57,7 @@ FORCED_CALLBACKS = {
     "report": EvaluationReport,
     "resume_state": ResumeState,
     "test_report": TestReport,  # test_report.json beside test_predictions.csv
+    "skipped_videos": SkippedVideoReport,  # videos replaced at run time (data.on_bad_video: skip), per epoch
     "checkpoint": ModelCheckpoint,  # best.ckpt
     "last_checkpoint": ModelCheckpoint,  # last.ckpt at every epoch end, whatever the monitored metric does
 }
@@ -220,6 +222,9 @@ class VideoTransformersCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         for key, value in getattr(self, "_restore", {}).items():
             self.config[self.subcommand][key] = value
+        data, model = getattr(self, "datamodule", None), getattr(self, "model", None)
+        if isinstance(data, VideoDataModule) and hasattr(model, "input_normalisation"):
+            data.set_normalisation(*model.input_normalisation)  # what the weights expect, unless data.mean/std
 
     def _run_dir(self, sub: str, cfg: Namespace) -> Path:
         """``--run.dir`` (or ``--trainer.default_root_dir``); else the run a checkpoint comes from (resume in place,

@@ -124,36 +124,50 @@ def resize_video(
                 return "copied"
             size = size or (width - width % 2, height - height % 2)  # yuv420p needs even sides
             rate = Fraction(fps).limit_denominator(1001) if fps else (ins.average_rate or ins.guessed_rate or 30)
-            name, options = encoder_for(dst.suffix, codec)
-            options = {k: v.format(crf=crf) for k, v in options.items()}
-            if keyframe_interval is not None:
-                options["g"] = str(keyframe_interval)  # AVCodecContext.gop_size: the longest run between keyframes
-                if name == "libx264":
-                    options["keyint_min"] = str(keyframe_interval)  # x264 would otherwise add scene-cut keyframes
-            frames = 0
-            decoded = inp.decode(ins)
-            first = next(decoded, None)
-            with av.open(str(tmp), mode="w") as out:
-                os_ = out.add_stream(name, rate=rate)
-                os_.width, os_.height = size
-                os_.pix_fmt = "yuv420p"
-                os_.options = options
-                if first is not None and getattr(first, "rotation", 0):
-                    os_.set_display_rotation(first.rotation)  # a phone video stays upright
-                decoded = itertools.chain([first] if first is not None else [], decoded)
-                for frame in _resampled(decoded, ins, fps):
-                    image = frame.reformat(width=size[0], height=size[1], format="yuv420p")
-                    image.pts, image.time_base = frames, 1 / Fraction(rate)  # constant rate, counted from 0
-                    out.mux(os_.encode(image))
-                    frames += 1
-                out.mux(os_.encode())
-            if frames == 0:
+            encoder = encoder_options(dst.suffix, codec, crf, keyframe_interval)
+            if _encode(inp.decode(ins), ins, tmp, encoder, size=size, rate=rate, fps=fps) == 0:
                 raise ValueError("decoded 0 frames")
         os.replace(tmp, dst)
         return "resized" if size != (width, height) else "re-encoded"
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def encoder_options(suffix: str, codec: str | None, crf: int, keyframe_interval: int | None) -> tuple[str, dict]:
+    """``(FFmpeg encoder, options)`` for an output file, with the quality and keyframe interval filled in."""
+    name, options = encoder_for(suffix, codec)
+    options = {k: v.format(crf=crf) for k, v in options.items()}
+    if keyframe_interval is not None:
+        options["g"] = str(keyframe_interval)  # AVCodecContext.gop_size: the longest run between keyframes
+        if name == "libx264":
+            options["keyint_min"] = str(keyframe_interval)  # x264 would otherwise add scene-cut keyframes
+    return name, options
+
+
+def _encode(decoded, stream, tmp: Path, encoder: tuple[str, dict], *, size, rate, fps: float | None) -> int:
+    """Encode the frames ``decoded`` from ``stream`` into ``tmp`` at ``size`` and a constant ``rate``; returns
+    the number of frames written."""
+    import av
+
+    name, options = encoder
+    frames = 0
+    first = next(decoded, None)
+    with av.open(str(tmp), mode="w") as out:
+        os_ = out.add_stream(name, rate=rate)
+        os_.width, os_.height = size
+        os_.pix_fmt = "yuv420p"
+        os_.options = options
+        if first is not None and getattr(first, "rotation", 0):
+            os_.set_display_rotation(first.rotation)  # a phone video stays upright
+        decoded = itertools.chain([first] if first is not None else [], decoded)
+        for frame in _resampled(decoded, stream, fps):
+            image = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+            image.pts, image.time_base = frames, 1 / Fraction(rate)  # constant rate, counted from 0
+            out.mux(os_.encode(image))
+            frames += 1
+        out.mux(os_.encode())
+    return frames
 
 
 def _resampled(frames, stream, fps: float | None):

@@ -131,6 +131,8 @@ def data_set(data_args: dict[str, Any], split: str, trainer: L.Trainer | None) -
             "vt features reads videos from files (data.source: files); data.source: stream is not supported"
         )
     dm.trainer = trainer
+    if trainer is not None:  # the model's normalisation unless data.mean / data.std are set, as in vt test
+        dm.set_normalisation(*trainer.lightning_module.input_normalisation)
     dm.prepare_data()
     scan_problems: list[str] = []
     dm.setup("test")

@@ -91,6 +91,24 @@ def csv_lines(path: str | Path) -> io.StringIO:
     return io.StringIO(read_text(path), newline="")
 
 
+def require_file(path: Path, what: str = "annotation file") -> Path:
+    """``path``, or a :class:`VideoDataError` saying that the ``what`` is not there."""
+    if not path.is_file():
+        raise VideoDataError(f"{path}: {what} not found", kind="annotation")
+    return path
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """``("file:row", line)`` for every non-blank line of a text annotation file (rows count from 1)."""
+    for row_no, line in enumerate(read_text(path).splitlines(), start=1):
+        if line.strip():
+            yield f"{path}:{row_no}", line
+
+
+def class_index(names: list[str]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(names)}
+
+
 def read_class_names(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
@@ -137,11 +155,8 @@ def keep_within_root(ann: Annotations, root: str | Path, *, allow_outside: bool 
 
 def read_csv_rows(path: str | Path, root: str | Path, class_names: list[str]) -> Annotations:
     """Read a ``path,label`` CSV; malformed rows and unknown labels are collected naming ``file:row``."""
-    path, root = Path(path), Path(root)
-    if not path.is_file():
-        raise VideoDataError(f"{path}: annotation file not found", kind="annotation")
-    index = {name: i for i, name in enumerate(class_names)}
-    out = Annotations()
+    path, root = require_file(Path(path)), Path(root)
+    index, out = class_index(class_names), Annotations()
     with csv_lines(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -165,15 +180,9 @@ def read_csv_rows(path: str | Path, root: str | Path, class_names: list[str]) ->
 
 def read_list(path: str | Path, root: str | Path, class_names: list[str]) -> Annotations:
     """Read ``path label`` lines (the label is the last space-separated field, so paths may hold spaces)."""
-    path, root = Path(path), Path(root)
-    if not path.is_file():
-        raise VideoDataError(f"{path}: annotation file not found", kind="annotation")
-    index = {name: i for i, name in enumerate(class_names)}
-    out = Annotations()
-    for row_no, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{row_no}"
+    path, root = require_file(Path(path)), Path(root)
+    index, out = class_index(class_names), Annotations()
+    for where, line in numbered_lines(path):
         parts = line.strip().rsplit(maxsplit=1)
         if len(parts) != 2:
             out.problems.append(f"{where}: expected 'path label'; got {line.strip()!r}")

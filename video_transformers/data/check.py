@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from video_transformers.data.annotations import Annotations, VideoRecord
 from video_transformers.data.errors import VideoDataError
+from video_transformers.data.sampling import Sampling
 from video_transformers.data.video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
@@ -98,3 +99,42 @@ def _unique(records: Sequence[VideoRecord], scan: SplitScan) -> list[VideoRecord
         first[rec.key] = rec
         unique.append(rec)
     return unique
+
+
+def apply_on_bad_video(scan: SplitScan, on_bad_video: str, root: object) -> None:
+    """``data.on_bad_video`` on what the check pass found: ``error`` raises one error naming every unusable
+    video (the file and reason first when there is one), ``skip`` warns with the list and trains without them."""
+    ignored = scan.problems.get("ignored") or []
+    if ignored:
+        log.warning(
+            "%d files under %s are not videos and are not used:\n  %s", len(ignored), root, "\n  ".join(ignored)
+        )
+    bad = scan.blocking()
+    if bad:
+        listing = "\n  ".join(bad)
+        if on_bad_video == "error":
+            where = f"{len(bad)} of {scan.listed} {scan.split} videos are unusable"
+            fix = "set data.on_bad_video=skip to train without them; vt data check lists every problem"
+            if len(bad) == 1:  # one line: the file and the reason first
+                raise VideoDataError(f"{bad[0]} ({where}; {fix})")
+            raise VideoDataError(f"{where} ({fix}):\n  {listing}")
+        log.warning("skipping %d of %d %s videos:\n  %s", len(bad), scan.listed, scan.split, listing)
+    if not scan.records:
+        raise VideoDataError(f"no usable {scan.split} videos under {root}")
+
+
+def log_clamped_strides(scan: SplitScan, sampling: Sampling) -> None:
+    """Say how many usable videos are shorter than a frame-stride clip's span (their clips are clamped)."""
+    if sampling.mode != "stride":
+        return
+    span = (sampling.num_frames - 1) * sampling.rate + 1
+    short = sum(info.frames < span for info in scan.infos)
+    if short:
+        log.info(
+            "%d %s videos are shorter than the %d-frame span of %s sampling: their clips are clamped"
+            " to the last frame, as in the official code",
+            short,
+            scan.split,
+            span,
+            sampling.describe(),
+        )

@@ -23,11 +23,11 @@ from torch.utils.data import DataLoader
 
 from video_transformers.data import synthetic
 from video_transformers.data.annotations import VideoRecord, keep_within_root, recording_reads
-from video_transformers.data.check import SplitScan, scan_split
-from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
-from video_transformers.data.errors import VideoDataError
+from video_transformers.data.check import SplitScan, apply_on_bad_video, log_clamped_strides, scan_split
+from video_transformers.data.dataset import ClipPlan, ClipSource, collate_repeated
 from video_transformers.data.formats import get_format
 from video_transformers.data.inflight import ReportingDataLoader
+from video_transformers.data.options import check_options
 from video_transformers.data.sampling import ClipSampler, Sampling, parse_sampling
 from video_transformers.data.streaming import ShardSet, StreamedItem
 from video_transformers.data.transforms import EvalTransform, MixupCutmix, TrainTransform, label_swap_map
@@ -69,8 +69,8 @@ class VideoDataModule(L.LightningDataModule):
             ``(B, num_classes)`` soft targets.
         repeated_aug: augmented copies of each decoded training clip (the batch holds ``batch_size x`` that).
         mean / std: per-channel normalisation of ``[0, 1]`` pixels. ``None`` (default): the model's, i.e. what
-            its pretrained weights expect (``input_normalisation`` of the LightningModule the trainer runs),
-            else Kinetics' 0.45 / 0.225 (see :meth:`normalisation`).
+            its pretrained weights expect (handed over by :meth:`set_normalisation`), else Kinetics' 0.45 / 0.225
+            (see :meth:`normalisation`).
         val_clips / val_crops, test_clips / test_crops: views per video at validation / test.
         on_bad_video: ``error`` (default) or ``skip`` for bad rows and missing, unreadable, too-short or
             duplicated videos.
@@ -133,73 +133,38 @@ class VideoDataModule(L.LightningDataModule):
         stream_cache: str | None = None,
     ) -> None:
         super().__init__()
-        if source not in ("files", "stream"):
-            raise ValueError(f"data.source must be 'files' or 'stream'; got {source!r}")
-        if source == "stream" and root is None:
-            raise ValueError(
-                "data.root is required when data.source is 'stream' (the folder or s3:// URL of the shards)"
-            )
-        if dataset != "embedded" and root is None:
-            raise ValueError(f"data.root is required when data.dataset is {dataset!r}")
-        for name, value in dict(
-            num_frames=num_frames,
-            sampling_rate=sampling_rate,
-            crop_size=crop_size,
-            batch_size=batch_size,
-            val_clips=val_clips,
-            val_crops=val_crops,
-            test_clips=test_clips,
-            test_crops=test_crops,
-            repeated_aug=repeated_aug,
-        ).items():
-            if value < 1:
-                raise ValueError(f"data.{name} must be >= 1; got {value}")
-        if loader_timeout < 0:
-            raise ValueError(f"data.loader_timeout must be >= 0 seconds (0: no timeout); got {loader_timeout}")
-        if fps <= 0:
-            raise ValueError(f"data.fps must be > 0; got {fps}")
-        if not crop_size <= train_short_side[0] <= train_short_side[1] or eval_short_side < crop_size:
-            raise ValueError(
-                f"need crop_size <= train_short_side[0] <= train_short_side[1] and crop_size <= eval_short_side;"
-                f" got crop_size={crop_size}, train_short_side={train_short_side}, eval_short_side={eval_short_side}"
-            )
-        if not 0 <= random_erasing <= 1:
-            raise ValueError(f"data.random_erasing is a probability; got {random_erasing}")
+        self.save_hyperparameters()
+        check_options(self.hparams)
         self.sampling: Sampling = parse_sampling(sampling, num_frames=num_frames, sampling_rate=sampling_rate)
         check_decoder(decoder)
         self.decoder = resolve_decoder(decoder)  # torchcodec_cuda without a usable GPU: torchcodec, one warning
-        self.save_hyperparameters()
-        self.dataset = dataset
+        self.dataset, self.num_frames, self.crop_size = dataset, num_frames, crop_size
         self.root = Path(root) if root is not None else (synthetic.default_root() if dataset == "embedded" else None)
         self.format = get_format(dataset, split_id=split_id)
-        self.num_frames, self.crop_size = num_frames, crop_size
         self.clip_duration = num_frames * sampling_rate / fps
         self.shards = ShardSet(root, endpoint_url=endpoint_url, cache_dir=stream_cache) if source == "stream" else None
-        with recording_reads() as self.class_files:  # {path: sha256} of the class list, for vt test's report
-            self.class_names = self.shards.class_names if self.shards else self.format.class_names(self.root)
-        self.num_classes = len(self.class_names)
-        self.class_pairs = self.format.class_pairs(self.root)  # time-reversed class pairs, for the reports
-        self.label_swap = label_swap_map(hflip_label_pairs, self.class_names)
-        if rand_augment:
-            TrainTransform(
-                crop_size=crop_size,
-                short_side=train_short_side,
-                hflip=False,
-                mean=mean,
-                std=std,
-                rand_augment=rand_augment,
-            )  # parse the string now: a typo fails before any decoding
-        self.mixup = MixupCutmix(
-            self.num_classes,
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            prob=mixup_prob,
-            switch_prob=mixup_switch_prob,
-        )
+        self._init_classes()
+        self.model_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # set_normalisation
         self._records: dict[str, tuple[list[VideoRecord], list[VideoInfo]]] = {}
         self.scans: dict[str, SplitScan] = {}
         self._datasets: dict[str, object] = {}
         self.skipped: dict[str, list[str]] = defaultdict(list)  # run-time substitutions, per split, this epoch
+
+    def _init_classes(self) -> None:
+        """The class list, and what depends on it: the flip label swap, batch mixing's soft targets."""
+        h = self.hparams
+        with recording_reads() as self.class_files:  # {path: sha256} of the class list, for vt test's report
+            self.class_names = self.shards.class_names if self.shards else self.format.class_names(self.root)
+        self.num_classes = len(self.class_names)
+        self.class_pairs = self.format.class_pairs(self.root)  # time-reversed class pairs, for the reports
+        self.label_swap = label_swap_map(h.hflip_label_pairs, self.class_names)
+        self.mixup = MixupCutmix(
+            self.num_classes,
+            mixup_alpha=h.mixup_alpha,
+            cutmix_alpha=h.cutmix_alpha,
+            prob=h.mixup_prob,
+            switch_prob=h.mixup_switch_prob,
+        )
 
     def annotation_split(self, split: str) -> str:
         return {"val": self.hparams.val_split, "test": self.hparams.test_split}.get(split, split)
@@ -224,18 +189,7 @@ class VideoDataModule(L.LightningDataModule):
         workers = workers or max(1, self.hparams.num_workers)
         scan = scan_split(split, ann, sampler.too_short, workers=workers, progress=progress)
         scan.annotation_files = {**self.class_files, **files}
-        if self.sampling.mode == "stride":
-            span = (self.sampling.num_frames - 1) * self.sampling.rate + 1
-            short = sum(info.frames < span for info in scan.infos)
-            if short:
-                log.info(
-                    "%d %s videos are shorter than the %d-frame span of %s sampling: their clips are clamped"
-                    " to the last frame, as in the official code",
-                    short,
-                    split,
-                    span,
-                    self.sampling.describe(),
-                )
+        log_clamped_strides(scan, self.sampling)
         return scan
 
     def checked_split(self, split: Split) -> tuple[list[VideoRecord], list[VideoInfo]]:
@@ -244,46 +198,27 @@ class VideoDataModule(L.LightningDataModule):
             if self.dataset == "embedded":
                 self._build_embedded()  # no-op when built; covers use without prepare_data
             scan = self.scan(split)
-            ignored = scan.problems.get("ignored") or []
-            if ignored:
-                log.warning(
-                    "%d files under %s are not videos and are not used:\n  %s",
-                    len(ignored),
-                    self.root,
-                    "\n  ".join(ignored),
-                )
-            bad = scan.blocking()
-            if bad:
-                listing = "\n  ".join(bad)
-                if self.hparams.on_bad_video == "error":
-                    where = f"{len(bad)} of {scan.listed} {split} videos are unusable"
-                    fix = "set data.on_bad_video=skip to train without them; vt data check lists every problem"
-                    if len(bad) == 1:  # one line: the file and the reason first
-                        raise VideoDataError(f"{bad[0]} ({where}; {fix})")
-                    raise VideoDataError(f"{where} ({fix}):\n  {listing}")
-                log.warning("skipping %d of %d %s videos:\n  %s", len(bad), scan.listed, split, listing)
-            if not scan.records:
-                raise VideoDataError(f"no usable {split} videos under {self.root}")
+            apply_on_bad_video(scan, self.hparams.on_bad_video, self.root)
             self._records[split] = (scan.records, scan.infos)
             self.scans[split] = scan  # what the check pass found: vt test's report lists it
         return self._records[split]
 
-    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """``(mean, std)``: data.mean/std, else the attached model's, else Kinetics' 0.45 / 0.225.
+    # -- normalisation and transforms -----------------------------------------------------------------
+    def set_normalisation(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        """The model's normalisation (what its weights expect), used when data.mean / data.std are unset. Whoever
+        pairs the model with this data module calls it before ``setup``: the ``vt`` CLI after building both."""
+        self.model_normalisation = tuple(mean), tuple(std)
 
-        Read here rather than pushed from the model: Lightning runs ``DataModule.setup`` (which builds the
-        transforms) before ``LightningModule.setup``.
-        """
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)``: data.mean/std, else the model's (:meth:`set_normalisation`), else Kinetics' 0.45 / 0.225."""
         h = self.hparams
         if (h.mean is None) != (h.std is None):
             raise ValueError(f"set both data.mean and data.std or neither; got mean={h.mean}, std={h.std}")
         if h.mean is not None:
             return tuple(h.mean), tuple(h.std)
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        if hasattr(module, "input_normalisation"):
-            mean, std = module.input_normalisation
-            log.info("data: normalising with the model's mean %s, std %s", mean, std)
-            return tuple(mean), tuple(std)
+        if self.model_normalisation is not None:
+            log.info("data: normalising with the model's mean %s, std %s", *self.model_normalisation)
+            return self.model_normalisation
         return KINETICS_MEAN, KINETICS_STD
 
     def _train_transform(self) -> TrainTransform:
@@ -302,57 +237,35 @@ class VideoDataModule(L.LightningDataModule):
             random_erasing=h.random_erasing,
         )
 
+    def _plan(self, split: str, evaluate: EvalTransform) -> ClipPlan:
+        """How ``split`` cuts its videos: one augmented training clip, or the split's clips x crops views."""
+        h = self.hparams
+        if split == "train":
+            transform = self._train_transform()
+            return ClipPlan(h.num_frames, self.sampling, transform, train=True, repeats=h.repeated_aug)
+        clips, crops = (h.val_clips, h.val_crops) if split == "val" else (h.test_clips, h.test_crops)
+        return ClipPlan(h.num_frames, self.sampling, evaluate, train=False, num_clips=clips, num_crops=crops)
+
+    # -- datasets -------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         mean, std = self.normalisation()
         h.mean, h.std = mean, std  # saved with checkpoints: inference normalises as this run did
         evaluate = EvalTransform(crop_size=h.crop_size, short_side=h.eval_short_side, mean=mean, std=std)
-        skip = h.on_bad_video == "skip"
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in splits.get(stage or "fit", ("train", "val", "test")):
-            if split in self._datasets:
-                continue
-            if self.shards is not None:
-                self._datasets[split] = self.shards.dataset(split, self._streamed_item(split, evaluate))
-                continue
-            source = ClipSource(
-                *self.checked_split(split), self.clip_duration, cache=h.cache_videos, decoder=self.decoder
-            )
-            if split == "train":
-                self._datasets[split] = TrainClipDataset(
-                    source,
-                    num_frames=h.num_frames,
-                    transform=self._train_transform(),
-                    sampling=self.sampling,
-                    repeats=h.repeated_aug,
-                    skip_bad=skip,
-                )
-            else:
-                clips, crops = (h.val_clips, h.val_crops) if split == "val" else (h.test_clips, h.test_crops)
-                self._datasets[split] = MultiViewDataset(
-                    source,
-                    num_frames=h.num_frames,
-                    num_clips=clips,
-                    num_crops=crops,
-                    transform=evaluate,
-                    sampling=self.sampling,
-                    skip_bad=skip,
-                )
-        trainer = getattr(self, "trainer", None)
-        if skip and trainer is not None and not any(isinstance(c, SkippedVideoReport) for c in trainer.callbacks):
-            trainer.callbacks.append(SkippedVideoReport())
+            if split not in self._datasets:
+                self._datasets[split] = self._dataset(split, self._plan(split, evaluate))
 
-    def _streamed_item(self, split: str, evaluate: EvalTransform) -> StreamedItem:
-        """What a streamed video becomes in ``split``: the same sampler and transforms as files on disk."""
+    def _dataset(self, split: str, plan: ClipPlan) -> object:
+        """Files on disk (after the check pass) or the split's shards (``data.source: stream``), cut by ``plan``."""
+        if self.shards is not None:
+            where = self.shards.store.join(split)
+            item = StreamedItem(where, clip_duration=self.clip_duration, decoder=self.decoder, plan=plan)
+            return self.shards.dataset(split, item)
         h = self.hparams
-        common = dict(
-            clip_duration=self.clip_duration, decoder=self.decoder, sampling=self.sampling, num_frames=h.num_frames
-        )
-        where = self.shards.store.join(split)
-        if split == "train":
-            return StreamedItem(where, **common, transform=self._train_transform(), train=True, repeats=h.repeated_aug)
-        clips, crops = (h.val_clips, h.val_crops) if split == "val" else (h.test_clips, h.test_crops)
-        return StreamedItem(where, **common, transform=evaluate, train=False, num_clips=clips, num_crops=crops)
+        source = ClipSource(*self.checked_split(split), self.clip_duration, cache=h.cache_videos, decoder=self.decoder)
+        return plan.dataset(source, skip_bad=h.on_bad_video == "skip")
 
     # -- loaders ------------------------------------------------------------------------------------
     def _loader(self, split: str, *, train: bool) -> DataLoader:
@@ -438,7 +351,7 @@ class VideoDataModule(L.LightningDataModule):
 
 class SkippedVideoReport(Callback):
     """Reports, at the end of each epoch, the videos that failed at run time and were replaced
-    (``on_bad_video=skip``); added to the trainer by :meth:`VideoDataModule.setup`."""
+    (``on_bad_video=skip``); every ``vt`` run has one (``cli.FORCED_CALLBACKS``)."""
 
     def __init__(self) -> None:
         self.history: list[tuple[str, int, list[str]]] = []  # (split, epoch, paths)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset, default_collate
@@ -212,3 +213,29 @@ class MultiViewDataset(_SkipBad, Dataset):
             self._last = ((v, clip_idx), clip)
         video = self.transform(self._last[1], crop_idx, self.num_crops)
         return {"video": video, "label": self.source.records[v].label, "video_index": v, "view_index": view}
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """How a split turns a :class:`ClipSource` into items: training (one random clip per video, ``repeats``
+    augmented copies) or evaluation (every ``num_clips x num_crops`` view). Files on disk and streamed shards
+    (:mod:`video_transformers.data.streaming`) go through the same plan."""
+
+    num_frames: int
+    sampling: Sampling
+    transform: Callable
+    train: bool
+    repeats: int = 1
+    num_clips: int = 1
+    num_crops: int = 1
+
+    @property
+    def views(self) -> int:
+        """Clips a video gives: augmented copies in training, views at evaluation."""
+        return self.repeats if self.train else self.num_clips * self.num_crops
+
+    def dataset(self, source: ClipSource, *, skip_bad: bool = False) -> TrainClipDataset | MultiViewDataset:
+        common = dict(num_frames=self.num_frames, transform=self.transform, sampling=self.sampling, skip_bad=skip_bad)
+        if self.train:
+            return TrainClipDataset(source, repeats=self.repeats, **common)
+        return MultiViewDataset(source, num_clips=self.num_clips, num_crops=self.num_crops, **common)

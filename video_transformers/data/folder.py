@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord, read_class_names
+from video_transformers.data.annotations import Annotations, VideoRecord, class_index, read_class_names
 from video_transformers.data.errors import VideoDataError
 
 EXTENSIONS = {".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v"}
@@ -43,7 +43,7 @@ def class_names(root: Path) -> list[str]:
 
 def read_split(root: Path, split: str, names: list[str]) -> Annotations:
     base = _split_dir(root, split)
-    index = {n: i for i, n in enumerate(names)}
+    index = class_index(names)
     exts = " ".join(sorted(EXTENSIONS))
     out = Annotations()
     for folder in sorted(p for p in base.iterdir() if p.is_dir()):

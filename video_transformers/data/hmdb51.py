@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord, read_text
+from video_transformers.data.annotations import Annotations, VideoRecord, numbered_lines
 from video_transformers.data.errors import VideoDataError
 
 SPLITS = "testTrainMulti_7030_splits"
@@ -60,17 +60,15 @@ def read_split(root: Path, split: str, names: list[str], split_id: int = 1) -> A
     out = Annotations()
     for label, name in enumerate(names):
         path = files[name]
-        for row_no, line in enumerate(read_text(path).splitlines(), start=1):
-            if not line.strip():
-                continue
+        for where, line in numbered_lines(path):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                out.problems.append(f"{path}:{row_no}: expected '<video>.avi <0|1|2>'; got {line.strip()!r}")
+                out.problems.append(f"{where}: expected '<video>.avi <0|1|2>'; got {line.strip()!r}")
                 continue
             if parts[1] != MARKERS[split]:
                 continue
             video = base / name / parts[0]
             if not video.is_file() and video.with_suffix(".mp4").is_file():
                 video = video.with_suffix(".mp4")
-            out.records.append(VideoRecord(video, label, f"{path}:{row_no}", Path(parts[0]).stem))
+            out.records.append(VideoRecord(video, label, where, Path(parts[0]).stem))
     return out.raise_if_empty(root / SPLITS / f"*_test_split{split_id}.txt ({split})")

@@ -26,7 +26,14 @@ import csv
 import logging
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord, csv_lines, read_class_names, read_list
+from video_transformers.data.annotations import (
+    Annotations,
+    VideoRecord,
+    class_index,
+    csv_lines,
+    read_class_names,
+    read_list,
+)
 from video_transformers.data.errors import VideoDataError
 
 log = logging.getLogger(__name__)
@@ -97,7 +104,7 @@ def read_split(root: Path, split: str, names: list[str]) -> Annotations:
     path, kind = _annotation(root, split)
     if kind == "list":
         return read_list(path, root, names)
-    index = {n: i for i, n in enumerate(names)}
+    index = class_index(names)
     out = Annotations()
     with csv_lines(path) as f:
         for row_no, row in enumerate(_dict_rows(f, path), start=2):

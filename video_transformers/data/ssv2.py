@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord, read_text
+from video_transformers.data.annotations import Annotations, VideoRecord, class_index, read_text
 from video_transformers.data.errors import VideoDataError
 
 SPLIT_FILES = {"train": "train.json", "val": "validation.json", "test": "test.json"}
@@ -67,7 +67,7 @@ def read_split(root: Path, split: str, names: list[str]) -> Annotations:
         raise VideoDataError(f"{path}: expected a JSON list of {{id, template}} entries", kind="annotation")
     video_dir = next((root / d for d in VIDEO_DIRS if (root / d).is_dir() and any((root / d).glob("*.webm"))), None)
     video_dir = video_dir or next((root / d for d in VIDEO_DIRS if (root / d).is_dir()), root)
-    index = {n: i for i, n in enumerate(names)}
+    index = class_index(names)
     out = Annotations()
     for n, entry in enumerate(entries):
         where = f"{path}[{n}]"

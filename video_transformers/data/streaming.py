@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from video_transformers.data.annotations import VideoRecord
-from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
+from video_transformers.data.dataset import ClipPlan, ClipSource, collate_repeated
 from video_transformers.data.inflight import InFlight
-from video_transformers.data.sampling import Sampling
 from video_transformers.data.shards import MANIFEST, Store, allow_plain_http, read_manifest, require_litdata
 from video_transformers.data.video import VideoBytes, VideoInfo
 
@@ -50,29 +48,9 @@ class StreamedItem:
 
     Runs in the loader workers; holds only picklable settings."""
 
-    def __init__(
-        self,
-        where: str,
-        *,
-        clip_duration: float,
-        decoder: str,
-        sampling: Sampling,
-        num_frames: int,
-        transform: Callable,
-        train: bool,
-        repeats: int = 1,
-        num_clips: int = 1,
-        num_crops: int = 1,
-    ) -> None:
-        self.where, self.clip_duration, self.decoder, self.sampling = where, clip_duration, decoder, sampling
-        self.num_frames, self.transform, self.train, self.repeats = num_frames, transform, train, repeats
-        self.num_clips, self.num_crops = num_clips, num_crops
+    def __init__(self, where: str, *, clip_duration: float, decoder: str, plan: ClipPlan) -> None:
+        self.where, self.clip_duration, self.decoder, self.plan = where, clip_duration, decoder, plan
         self.inflight = InFlight()
-
-    @property
-    def views(self) -> int:
-        """Clips an item holds: views per video at evaluation, augmented copies in training."""
-        return self.repeats if self.train else self.num_clips * self.num_crops
 
     def source(self, sample: dict) -> BytesSource:
         info = VideoInfo(**json.loads(sample["info"]))
@@ -83,24 +61,11 @@ class StreamedItem:
 
     def __call__(self, sample: dict) -> dict:
         source, index = self.source(sample), int(sample["index"])
-        if self.train:
-            item = TrainClipDataset(
-                source,
-                num_frames=self.num_frames,
-                transform=self.transform,
-                sampling=self.sampling,
-                repeats=self.repeats,
-            )[0]
-            item["video_index"] = index if self.repeats == 1 else torch.full((self.repeats,), index)
+        views = self.plan.dataset(source)
+        if self.plan.train:
+            item = views[0]
+            item["video_index"] = index if self.plan.repeats == 1 else torch.full((self.plan.repeats,), index)
             return item
-        views = MultiViewDataset(
-            source,
-            num_frames=self.num_frames,
-            num_clips=self.num_clips,
-            num_crops=self.num_crops,
-            transform=self.transform,
-            sampling=self.sampling,
-        )
         items = [views[k] for k in range(len(views))]
         return {
             "video": torch.stack([it["video"] for it in items]),
@@ -139,13 +104,14 @@ def streaming_loader(
     from litdata import StreamingDataLoader
 
     item: StreamedItem = dataset.item
+    plan = item.plan
     return StreamingDataLoader(
         dataset,
-        batch_size=max(1, batch_size // item.views) if not item.train else batch_size,  # videos per batch
+        batch_size=max(1, batch_size // plan.views) if not plan.train else batch_size,  # videos per batch
         num_workers=num_workers,
         persistent_workers=False,  # LitData sets each epoch's shuffle and worker split when its iterator starts
         timeout=timeout if num_workers > 0 else 0.0,
-        collate_fn=collate_repeated if not item.train or item.repeats > 1 else None,
+        collate_fn=collate_repeated if not plan.train or plan.repeats > 1 else None,
         # CUDA cannot be used in forked workers once the trainer has initialised it
         multiprocessing_context="spawn" if item.decoder == "torchcodec_cuda" and num_workers > 0 else None,
         worker_init_fn=worker_init_fn,
@@ -176,7 +142,13 @@ class ShardSet:
             raise ValueError(f"{self.store.join(MANIFEST)}: no {split!r} split in these shards (has: {have})")
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's: the same on every rank
         return streaming_dataset(
-            self.store, split, item, shuffle=item.train, drop_last=item.train, seed=seed, cache_dir=self.cache_dir
+            self.store,
+            split,
+            item,
+            shuffle=item.plan.train,
+            drop_last=item.plan.train,
+            seed=seed,
+            cache_dir=self.cache_dir,
         )
 
     def loader(
@@ -186,7 +158,7 @@ class ShardSet:
         loader = streaming_loader(
             dataset, batch_size=batch_size, num_workers=num_workers, timeout=timeout, worker_init_fn=worker_init_fn
         )
-        if dataset.item.train:
+        if dataset.item.plan.train:
             if self._resume is not None:
                 loader.load_state_dict(self._resume)
                 self._resume = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -137,75 +137,56 @@ RANDAUG_OPS: dict[str, tuple[float, float] | None] = {
 }
 
 
+_BILINEAR = InterpolationMode.BILINEAR
+
+
+def _affine(x: torch.Tensor, fill: list[float], *, translate=(0, 0), shear=(0.0, 0.0)) -> torch.Tensor:
+    return TF.affine(
+        x, angle=0.0, translate=list(translate), scale=1.0, shear=list(shear), interpolation=_BILINEAR, fill=fill
+    )
+
+
+# name -> op(frames, arg, fill) (timm's ``NAME_TO_OP``); ``arg`` comes from the level by :func:`_op_arg`
+NAME_TO_OP: dict[str, Callable[[torch.Tensor, float, list[float]], torch.Tensor]] = {
+    "AdjustBrightness": lambda x, v, fill: TF.adjust_brightness(x, v),
+    "AdjustContrast": lambda x, v, fill: TF.adjust_contrast(x, v),
+    "AdjustSaturation": lambda x, v, fill: TF.adjust_saturation(x, v),
+    "AdjustSharpness": lambda x, v, fill: TF.adjust_sharpness(x, v),
+    "AutoContrast": lambda x, v, fill: TF.autocontrast(x),
+    "Equalize": lambda x, v, fill: TF.equalize(x),
+    "Invert": lambda x, v, fill: TF.invert(x),
+    "Rotate": lambda x, v, fill: TF.rotate(x, v, interpolation=_BILINEAR, fill=fill),
+    "Posterize": lambda x, v, fill: TF.posterize(x, v),
+    "Solarize": lambda x, v, fill: TF.solarize(x, v),
+    "ShearX": lambda x, v, fill: _affine(x, fill, shear=(math.degrees(math.atan(v)), 0.0)),
+    "ShearY": lambda x, v, fill: _affine(x, fill, shear=(0.0, math.degrees(math.atan(v)))),
+    "TranslateX": lambda x, v, fill: _affine(x, fill, translate=(round(v * x.shape[-1]), 0)),
+    "TranslateY": lambda x, v, fill: _affine(x, fill, translate=(0, round(v * x.shape[-2]))),
+}
+
+
+def _op_arg(name: str, level: float) -> float:
+    """An op's argument at ``level`` (PyTorchVideo's ``_LEVEL_TO_ARG``): ``base +- level/10 * change`` with a
+    random sign; Posterize's bits and Solarize's threshold fall with the level instead."""
+    params = RANDAUG_OPS[name]
+    if params is None:
+        return 0.0
+    base, change = params
+    frac = level / _MAX_LEVEL
+    signed = (
+        frac if random.random() > 0.5 else -frac
+    ) * change  # drawn for every ranged op: one RNG stream whatever the op
+    if name == "Posterize":
+        return int(base - int(frac * change))
+    if name == "Solarize":
+        return int((base - frac * change) * 255)
+    return base + signed
+
+
 def _apply_op(x: torch.Tensor, name: str, level: float, fill: list[float]) -> torch.Tensor:
     """One op on uint8 ``(T, C, H, W)``: torchvision v2 functionals treat leading dims as a batch with one set of
     parameters, so every frame gets the same change."""
-    params = RANDAUG_OPS[name]
-    frac = level / _MAX_LEVEL
-    signed = (frac if random.random() > 0.5 else -frac) * params[1] if params is not None else 0.0
-    h, w = x.shape[-2:]
-    bilinear = InterpolationMode.BILINEAR
-    if name == "AdjustBrightness":
-        return TF.adjust_brightness(x, params[0] + signed)
-    if name == "AdjustContrast":
-        return TF.adjust_contrast(x, params[0] + signed)
-    if name == "AdjustSaturation":
-        return TF.adjust_saturation(x, params[0] + signed)
-    if name == "AdjustSharpness":
-        return TF.adjust_sharpness(x, params[0] + signed)
-    if name == "AutoContrast":
-        return TF.autocontrast(x)
-    if name == "Equalize":
-        return TF.equalize(x)
-    if name == "Invert":
-        return TF.invert(x)
-    if name == "Rotate":
-        return TF.rotate(x, params[0] + signed, interpolation=bilinear, fill=fill)
-    if name == "Posterize":
-        return TF.posterize(x, int(params[0] - int(frac * params[1])))
-    if name == "Solarize":
-        return TF.solarize(x, int((params[0] - frac * params[1]) * 255))
-    if name == "ShearX":
-        return TF.affine(
-            x,
-            angle=0.0,
-            translate=[0, 0],
-            scale=1.0,
-            shear=[math.degrees(math.atan(signed)), 0.0],
-            interpolation=bilinear,
-            fill=fill,
-        )
-    if name == "ShearY":
-        return TF.affine(
-            x,
-            angle=0.0,
-            translate=[0, 0],
-            scale=1.0,
-            shear=[0.0, math.degrees(math.atan(signed))],
-            interpolation=bilinear,
-            fill=fill,
-        )
-    if name == "TranslateX":
-        return TF.affine(
-            x,
-            angle=0.0,
-            translate=[round(signed * w), 0],
-            scale=1.0,
-            shear=[0.0, 0.0],
-            interpolation=bilinear,
-            fill=fill,
-        )
-    if name == "TranslateY":
-        return TF.affine(
-            x,
-            angle=0.0,
-            translate=[0, round(signed * h)],
-            scale=1.0,
-            shear=[0.0, 0.0],
-            interpolation=bilinear,
-            fill=fill,
-        )
-    raise KeyError(name)
+    return NAME_TO_OP[name](x, _op_arg(name, level), fill)
 
 
 class RandAugment:

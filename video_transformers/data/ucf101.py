@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from video_transformers.data.annotations import Annotations, VideoRecord, read_text
+from video_transformers.data.annotations import (
+    Annotations,
+    VideoRecord,
+    class_index,
+    numbered_lines,
+    read_text,
+    require_file,
+)
 from video_transformers.data.errors import VideoDataError
 
 LISTS = "ucfTrainTestlist"
@@ -59,15 +66,9 @@ def read_split(root: Path, split: str, names: list[str], split_id: int = 1) -> A
         )
     if split_id not in (1, 2, 3):
         raise ValueError(f"data.split_id must be 1, 2 or 3 for UCF101; got {split_id}")
-    path = root / LISTS / f"{split}list0{split_id}.txt"
-    if not path.is_file():
-        raise VideoDataError(f"{path}: split list not found", kind="annotation")
-    index = {n: i for i, n in enumerate(names)}
-    out = Annotations()
-    for row_no, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{row_no}"
+    path = require_file(root / LISTS / f"{split}list0{split_id}.txt", "split list")
+    index, out = class_index(names), Annotations()
+    for where, line in numbered_lines(path):
         parts = line.split()
         rel = parts[0]
         folder = rel.split("/")[0]
