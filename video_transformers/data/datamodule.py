@@ -26,7 +26,7 @@ from video_transformers.data.annotations import VideoRecord, keep_within_root, r
 from video_transformers.data.check import SplitScan, scan_split
 from video_transformers.data.dataset import ClipSource, MultiViewDataset, TrainClipDataset, collate_repeated
 from video_transformers.data.errors import VideoDataError
-from video_transformers.data.formats import get_format
+from video_transformers.data.formats import DATASETS, get_format
 from video_transformers.data.inflight import ReportingDataLoader
 from video_transformers.data.sampling import ClipSampler, Sampling, parse_sampling
 from video_transformers.data.streaming import ShardSet, StreamedItem
@@ -37,9 +37,7 @@ from video_transformers.data.workers import WorkerInit
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
-Dataset = Literal[
-    "embedded", "csv", "list", "folder", "kinetics400", "kinetics600", "kinetics700", "ssv2", "ucf101", "hmdb51"
-]
+Dataset = Literal[DATASETS]  # the layouts of data/formats.py's table
 
 
 KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)  # data.mean/std without a model
