@@ -25,7 +25,7 @@ from video_transformers.data import synthetic
 from video_transformers.data.annotations import VideoRecord, keep_within_root, recording_reads
 from video_transformers.data.check import SplitScan, apply_on_bad_video, log_clamped_strides, scan_split
 from video_transformers.data.dataset import ClipPlan, ClipSource, collate_repeated
-from video_transformers.data.formats import get_format
+from video_transformers.data.formats import DATASETS, get_format
 from video_transformers.data.inflight import ReportingDataLoader
 from video_transformers.data.options import check_options
 from video_transformers.data.sampling import ClipSampler, Sampling, parse_sampling
@@ -37,9 +37,7 @@ from video_transformers.data.workers import WorkerInit
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
-Dataset = Literal[
-    "embedded", "csv", "list", "folder", "kinetics400", "kinetics600", "kinetics700", "ssv2", "ucf101", "hmdb51"
-]
+Dataset = Literal[DATASETS]  # the layouts of data/formats.py's table
 
 
 KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)  # data.mean/std without a model

@@ -42,20 +42,6 @@ def _classes_txt(root: Path) -> list[str]:
     return read_class_names(root / "classes.txt")
 
 
-DATASETS = (
-    "embedded",
-    "csv",
-    "list",
-    "folder",
-    "kinetics400",
-    "kinetics600",
-    "kinetics700",
-    "ssv2",
-    "ucf101",
-    "hmdb51",
-)
-
-
 def _checked(class_names: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
     """Every layout's class list must be non-empty, of non-empty unique names (as ``classes.txt`` is)."""
 
@@ -73,37 +59,45 @@ def _checked(class_names: Callable[[Path], list[str]]) -> Callable[[Path], list[
     return read
 
 
+def _embedded(split_id: int) -> Format:
+    return Format(
+        lambda root: list(synthetic.CLASS_NAMES), _csv, lambda root: list(synthetic.PAIRS), len(synthetic.CLASS_NAMES)
+    )
+
+
+def _kinetics(variant: int) -> Callable[[int], Format]:
+    return lambda split_id: Format(
+        partial(kinetics.class_names, variant=variant), kinetics.read_split, num_classes=variant
+    )
+
+
+def _hmdb51(split_id: int) -> Format:
+    read = partial(hmdb51.read_split, split_id=split_id)
+    return Format(partial(hmdb51.class_names, split_id=split_id), read, num_classes=51)
+
+
+# data.dataset name -> its Format for a split id (UCF101 / HMDB51 ship three splits). A new layout is its
+# reader module, one entry here, a data config under configs/data/ and a test; the datamodule's ``dataset``
+# choices are read from this table.
+FORMATS: dict[str, Callable[[int], Format]] = {
+    "embedded": _embedded,
+    "csv": lambda split_id: Format(_classes_txt, _csv),
+    "list": lambda split_id: Format(_classes_txt, _list),
+    "folder": lambda split_id: Format(folder.class_names, folder.read_split),
+    "kinetics400": _kinetics(400),
+    "kinetics600": _kinetics(600),
+    "kinetics700": _kinetics(700),
+    "ssv2": lambda split_id: Format(ssv2.class_names, ssv2.read_split, num_classes=174),
+    "ucf101": lambda split_id: Format(
+        ucf101.class_names, partial(ucf101.read_split, split_id=split_id), num_classes=101
+    ),
+    "hmdb51": _hmdb51,
+}
+DATASETS = tuple(FORMATS)
+
+
 def get_format(name: str, *, split_id: int = 1) -> Format:
-    fmt = _get_format(name, split_id=split_id)
+    if name not in FORMATS:
+        raise ValueError(f"data.dataset must be one of {DATASETS}; got {name!r}")
+    fmt = FORMATS[name](split_id)
     return Format(_checked(fmt.class_names), fmt.read, fmt.class_pairs, fmt.num_classes)
-
-
-def _get_format(name: str, *, split_id: int = 1) -> Format:
-    if name == "embedded":
-        return Format(
-            lambda root: list(synthetic.CLASS_NAMES),
-            _csv,
-            lambda root: list(synthetic.PAIRS),
-            len(synthetic.CLASS_NAMES),
-        )
-    if name == "csv":
-        return Format(_classes_txt, _csv)
-    if name == "list":
-        return Format(_classes_txt, _list)
-    if name == "folder":
-        return Format(folder.class_names, folder.read_split)
-    if name.startswith("kinetics") and name[8:] in ("400", "600", "700"):
-        return Format(
-            partial(kinetics.class_names, variant=int(name[8:])), kinetics.read_split, num_classes=int(name[8:])
-        )
-    if name == "ssv2":
-        return Format(ssv2.class_names, ssv2.read_split, num_classes=174)
-    if name == "ucf101":
-        return Format(ucf101.class_names, partial(ucf101.read_split, split_id=split_id), num_classes=101)
-    if name == "hmdb51":
-        return Format(
-            partial(hmdb51.class_names, split_id=split_id),
-            partial(hmdb51.read_split, split_id=split_id),
-            num_classes=51,
-        )
-    raise ValueError(f"data.dataset must be one of {DATASETS}; got {name!r}")

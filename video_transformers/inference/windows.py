@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -96,37 +97,9 @@ class FactorisedEncoderStream:
         spec: ClipSpec = self.lm.spec
         if stride % self.ts:
             raise ValueError(f"streaming stride {stride} grid frames is not a multiple of the tubelet size {self.ts}")
-        step = stride // self.ts  # tubelets between window starts
+        state = _StreamState(step=stride // self.ts)
         current: list[torch.Tensor] = []  # frames of the tubelet being filled
-        pending: list[torch.Tensor] = []  # complete tubelets not yet encoded
-        feats: dict[int, torch.Tensor] = {}  # tubelet index -> (D,) feature
-        encoded = 0  # tubelets encoded so far
-        next_window = 0
-        ready: list[Window] = []
         head: list[torch.Tensor] = []  # the first frames, kept only while a video may be too short
-
-        def flush_spatial() -> None:
-            nonlocal encoded
-            if pending:
-                for f in self._encode(pending):
-                    feats[encoded] = f
-                    encoded += 1
-                pending.clear()
-
-        def collect_ready(final: bool) -> Iterator[tuple[Window, torch.Tensor]]:
-            nonlocal next_window
-            while next_window * step + self.t <= encoded:
-                first_tubelet = next_window * step
-                ready.append(make_window(next_window, first_tubelet * self.ts, spec))
-                next_window += 1
-            while ready and (len(ready) >= self.batch_size or final):
-                batch, ready[:] = ready[: self.batch_size], ready[self.batch_size :]
-                x = torch.stack([torch.stack([feats[w.first // self.ts + i] for i in range(self.t)]) for w in batch])
-                yield from zip(batch, self._temporal(x), strict=True)
-            oldest = ready[0].first // self.ts if ready else next_window * step  # first tubelet still needed
-            for k in [k for k in feats if k < oldest]:
-                del feats[k]
-
         seen = 0
         for x in frames:
             seen += 1
@@ -134,24 +107,55 @@ class FactorisedEncoderStream:
                 head.append(x)
             current.append(x)
             if len(current) == self.ts:
-                pending.append(torch.stack(current, dim=1))
+                state.pending.append(torch.stack(current, dim=1))
                 current = []
-                if len(pending) >= self.t * self.batch_size:
-                    flush_spatial()
-                    yield from collect_ready(final=False)
-        flush_spatial()
-        yield from collect_ready(final=True)
-        if next_window == 0:  # shorter than one window: pad and run the whole model once
+                if len(state.pending) >= self.t * self.batch_size:
+                    self._flush_spatial(state)
+                    yield from self._ready_windows(state, final=False)
+        self._flush_spatial(state)
+        yield from self._ready_windows(state, final=True)
+        if state.next_window == 0:  # shorter than one window: pad and run the whole model once
             if seen == 0:
                 raise VideoDataError(f"{path}: decoded 0 frames")
-            clip = pad_frames(
-                torch.stack(head, dim=1),
-                spec.num_frames,
-                path,
-                short_video,
-                f"video gives {seen} sampled frames but a window needs {spec.num_frames} ({spec.clip_duration:.2f}s)",
-            )
+            why = f"video gives {seen} sampled frames but a window needs {spec.num_frames} ({spec.clip_duration:.2f}s)"
+            clip = pad_frames(torch.stack(head, dim=1), spec.num_frames, path, short_video, why)
             yield make_window(0, 0, spec), self.lm.logits(clip[None])[0]
+
+    def _flush_spatial(self, state: _StreamState) -> None:
+        """Encode the pending tubelets into ``state.feats``."""
+        if state.pending:
+            for f in self._encode(state.pending):
+                state.feats[state.encoded] = f
+                state.encoded += 1
+            state.pending.clear()
+
+    def _ready_windows(self, state: _StreamState, final: bool) -> Iterator[tuple[Window, torch.Tensor]]:
+        """Score the windows whose tubelets are all encoded, ``batch_size`` at a time (all of them when
+        ``final``), then drop the features no later window needs."""
+        while state.next_window * state.step + self.t <= state.encoded:
+            first_tubelet = state.next_window * state.step
+            state.ready.append(make_window(state.next_window, first_tubelet * self.ts, self.lm.spec))
+            state.next_window += 1
+        ready = state.ready
+        while ready and (len(ready) >= self.batch_size or final):
+            batch, ready[:] = ready[: self.batch_size], ready[self.batch_size :]
+            x = torch.stack([torch.stack([state.feats[w.first // self.ts + i] for i in range(self.t)]) for w in batch])
+            yield from zip(batch, self._temporal(x), strict=True)
+        oldest = ready[0].first // self.ts if ready else state.next_window * state.step  # first tubelet still needed
+        for k in [k for k in state.feats if k < oldest]:
+            del state.feats[k]
+
+
+@dataclass
+class _StreamState:
+    """One video's progress through :meth:`FactorisedEncoderStream.run`."""
+
+    step: int  # tubelets between window starts
+    pending: list[torch.Tensor] = field(default_factory=list)  # complete tubelets not yet encoded
+    feats: dict[int, torch.Tensor] = field(default_factory=dict)  # tubelet index -> (D,) feature
+    encoded: int = 0  # tubelets encoded so far
+    next_window: int = 0
+    ready: list[Window] = field(default_factory=list)  # windows whose tubelets are encoded, not yet scored
 
 
 def window_scorer(

@@ -104,18 +104,12 @@ class VideoClassifier(L.LightningModule):
         if class_names is not None and num_classes is None and init_from is not None:
             num_classes = len(class_names)  # the names state the classes; the checkpoint's head follows them
         self.save_hyperparameters(ignore=["optimizer", "lr_schedule"])
-        sizes = {k: v for k, v in dict(num_frames=num_frames, img_size=img_size).items() if v is not None}
         if pretrained is not None and init_from is not None:
             raise ValueError("model.pretrained (image weights) and model.init_from (a checkpoint) exclude each other")
-        self.backbone_spec = None  # how to rebuild a backbone that no registry name describes (init_from)
-        if init_from is None:
-            num_classes = 400 if num_classes is None else num_classes
-            self.model = create_model(backbone, num_classes=num_classes, **{**sizes, **(backbone_kwargs or {})})
-            if pretrained is not None:
-                self._init_from_image(pretrained, on_pretrained_error)
-        else:
-            kwargs = {**sizes, **(backbone_kwargs or {})}
-            self.model, self.backbone_spec = backbone_from_source(init_from, num_classes=num_classes, **kwargs)
+        sizes = {k: v for k, v in dict(num_frames=num_frames, img_size=img_size).items() if v is not None}
+        self._init_backbone(backbone, init_from, num_classes, {**sizes, **(backbone_kwargs or {})})
+        if pretrained is not None:
+            self._init_from_image(pretrained, on_pretrained_error)
         num_classes = self.hparams.num_classes = self.model.num_classes
         if class_names is not None:
             self.model.class_names = class_names
@@ -127,7 +121,24 @@ class VideoClassifier(L.LightningModule):
             self.model.compile()  # in place: keeps the state-dict keys of the uncompiled model
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule if lr_schedule is not None else WarmupCosine(warmup_epochs=1, min_lr_ratio=0.01)
-        k = min(5, num_classes)
+        self._init_metrics(num_classes)
+        self.collector = ViewCollector()
+        # Last per-video (scores, labels) per stage, for callbacks (confusion matrix, per-class accuracy).
+        self.last_aggregated: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.last_video_ids: dict[str, torch.Tensor] = {}  # the dataset's video index of each row
+
+    def _init_backbone(self, backbone: str, init_from: str | None, num_classes: int | None, kwargs: dict) -> None:
+        """``self.model``: the registered ``backbone`` (400 classes unless told), or the model of the checkpoint
+        ``init_from``; ``self.backbone_spec`` says how to rebuild one that no registry name describes."""
+        self.backbone_spec = None
+        if init_from is None:
+            self.model = create_model(backbone, num_classes=400 if num_classes is None else num_classes, **kwargs)
+        else:
+            self.model, self.backbone_spec = backbone_from_source(init_from, num_classes=num_classes, **kwargs)
+
+    def _init_metrics(self, num_classes: int) -> None:
+        """Top-1 and top-``k`` accuracy (``k = min(5, num_classes)``) per stage."""
+        k = self.top_k = min(5, num_classes)
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
@@ -135,11 +146,6 @@ class VideoClassifier(L.LightningModule):
                 for name, top_k in (("acc1", 1), (f"acc{k}", k))
             }
         )
-        self.top_k = k
-        self.collector = ViewCollector()
-        # Last per-video (scores, labels) per stage, for callbacks (confusion matrix, per-class accuracy).
-        self.last_aggregated: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.last_video_ids: dict[str, torch.Tensor] = {}  # the dataset's video index of each row
 
     def _init_from_image(self, source: str, on_error: str) -> None:
         try:

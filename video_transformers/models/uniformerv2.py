@@ -140,10 +140,6 @@ class UniFormerV2(VideoTransformer):
         self.mean, self.std = CLIP_MEAN, CLIP_STD
         self.temporal_downsample, self.local_mhra, self.global_layers = temporal_downsample, local_mhra, global_layers
         self.frozen = frozen
-        local_text = {"none": "no local MHRA", "single": "local MHRA", "double": "double local MHRA"}[local_mhra]
-        self.attention_pattern = (
-            f"spatial MHSA per frame ({local_text}); global query cross-attends all tokens after blocks {global_layers}"
-        )
         self._init_embeddings(patch_size, in_chans)
         act_layer = make_act_layer(act)
         local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
@@ -166,6 +162,13 @@ class UniFormerV2(VideoTransformer):
         self._init_weights()
         if frozen:
             self.freeze_backbone()
+
+    @property
+    def attention_pattern(self) -> str:
+        local = {"none": "no local MHRA", "single": "local MHRA", "double": "double local MHRA"}[self.local_mhra]
+        return (
+            f"spatial MHSA per frame ({local}); global query cross-attends all tokens after blocks {self.global_layers}"
+        )
 
     def _init_embeddings(self, patch_size: int, in_chans: int) -> None:
         """The 3D-conv tokenizer, the per-frame CLS token, the 2D position embedding and ``ln_pre``."""

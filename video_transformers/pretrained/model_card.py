@@ -100,7 +100,7 @@ def build_card(
     """The model card for an exported folder's ``config`` (see :func:`.hf_folder.build_config`)."""
     from huggingface_hub import ModelCard
 
-    from video_transformers import __version__
+    from video_transformers.version import __version__
 
     cls = config["architectures"][0]
     title = config.get("model_name") or cls
