@@ -7,7 +7,9 @@ per-view GFLOPs against the paper's figures recorded in the registry.
 
 from __future__ import annotations
 
+import inspect
 import re
+from dataclasses import fields
 
 import pytest
 import torch
@@ -15,6 +17,10 @@ from timm.models import group_parameters
 
 from video_transformers.layers import Attention, set_fused_attention
 from video_transformers.models import create_model, get_entry, list_models
+from video_transformers.models.base import ViTArgs
+from video_transformers.models.timesformer import TimeSformer
+from video_transformers.models.uniformerv2 import UniFormerV2
+from video_transformers.models.vivit import ViViTFactorisedEncoder
 from video_transformers.utils.profile import build_model, count_flops, count_params, video_input_shape
 
 MODELS = list_models()
@@ -33,6 +39,37 @@ def _video(model: torch.nn.Module, batch_size: int = 2, seed: int = 1) -> torch.
 
 def test_registry_is_not_empty():
     assert MODELS, "no model registered: importing video_transformers.models should register every family"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_signature_lists_every_shared_argument_with_the_family_default(name):
+    """The shared ViT arguments are written once (ViTArgs); each model's public signature still lists them,
+    keyword-only, with its family's defaults, and the model rejects the ones its family does not take."""
+    cls = get_entry(name).cls
+    params = inspect.signature(cls.__init__).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "self")
+    for f in fields(ViTArgs):
+        if f.name in cls.vit_omit:
+            assert f.name not in params
+            with pytest.raises(TypeError, match=f"unexpected keyword argument '{f.name}'"):
+                cls(**{f.name: getattr(ViTArgs(), f.name)})
+        else:
+            assert params[f.name].default == getattr(cls.vit_defaults, f.name), f.name
+
+
+@pytest.mark.parametrize(
+    ("cls", "defaults"),
+    [
+        (TimeSformer, dict(num_frames=8, drop_path_rate=0.1, head_drop_rate=0.0, act="gelu", norm_eps=1e-6)),
+        (ViViTFactorisedEncoder, dict(num_frames=32, drop_path_rate=0.0, act="gelu_tanh", norm_eps=1e-6)),
+        (UniFormerV2, dict(num_frames=8, drop_path_rate=0.0, head_drop_rate=0.5, act="quick_gelu")),
+    ],
+)
+def test_family_defaults_are_the_papers(cls, defaults):
+    """The defaults the model docstrings state: TimeSformer drop path 0.1; ViViT 32 frames and flax's tanh
+    GELU (scenic model.py:255); UniFormerV2 QuickGELU and the official ``cls_dropout`` 0.5."""
+    params = inspect.signature(cls.__init__).parameters
+    assert {k: params[k].default for k in defaults} == defaults
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -39,14 +39,12 @@ from torch import nn
 
 from video_transformers.layers import (
     Block,
-    PatchEmbed3d,
     drop_path_rates,
-    make_act_layer,
     prepend,
     run_seq,
     split_prefix,
 )
-from video_transformers.models.base import AttentionLayout, VideoTransformer, init_weights
+from video_transformers.models.base import AttentionLayout, VideoTransformer, ViTArgs, init_weights
 from video_transformers.models.registry import register_model
 
 Grid = tuple[int, int, int]  # (t, h, w) tokens per axis
@@ -300,76 +298,48 @@ class TimeSformer(VideoTransformer):
     its time-reversed pairs (joint attention: 44% after 25 epochs at 0.02, 73% after 12 at 0.3).
     """
 
+    vit_defaults = ViTArgs(drop_path_rate=0.1)
+
     def __init__(
         self,
         *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 8,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 768,
         depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
         attention_type: str = "divided_space_time",
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.1,
-        head_drop_rate: float = 0.0,
-        norm_eps: float = 1e-6,
-        act: str = "gelu",
         embed_init_std: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if attention_type not in SCHEMES:
             raise ValueError(f"unknown attention_type {attention_type!r}; expected one of {sorted(SCHEMES)}")
         self.scheme = SCHEMES[attention_type]
         self.attention_type, self.attention_pattern = attention_type, self.scheme.pattern
-        self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
         self.mean, self.std = TIMESFORMER_MEAN, TIMESFORMER_STD
-        self._init_embeddings(patch_size, in_chans, drop_rate)
+        a = self.vit_args
+        self._init_embeddings()
+        block_kwargs = a.block_kwargs()
         self.blocks = nn.ModuleList(
-            self.scheme.block(
-                embed_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                drop=drop_rate,
-                attn_drop=attn_drop_rate,
-                drop_path=p,
-                act_layer=make_act_layer(act),
-                norm_eps=norm_eps,
-            )
-            for p in drop_path_rates(drop_path_rate, depth)
+            self.scheme.block(a.embed_dim, a.num_heads, drop_path=p, **block_kwargs)
+            for p in drop_path_rates(a.drop_path_rate, depth)
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.norm = nn.LayerNorm(a.embed_dim, eps=a.norm_eps)
         self.grad_checkpointing = False
-        self._init_head(num_classes, head_drop_rate)
+        self._init_head(a.num_classes, a.head_drop_rate)
         self._init_weights(embed_init_std)
 
-    def _init_embeddings(self, patch_size: int, in_chans: int, drop_rate: float) -> None:
+    def _init_embeddings(self) -> None:
         """``patch_embed``, ``cls_token``, ``pos_embed`` and (not for space-only) ``time_embed``."""
         d = self.embed_dim
-        self.patch_embed = PatchEmbed3d(
-            img_size=self.img_size,
-            num_frames=self.num_frames,
-            patch_size=patch_size,
-            in_chans=in_chans,
-            embed_dim=d,
-            strict_img_size=False,  # any size and T, as the official forward (vit.py:169-175, 255-287)
-            strict_num_frames=False,
-        )
+        # any size and T, as the official forward (vit.py:169-175, 255-287)
+        self.patch_embed = self.vit_args.patch_embed(strict_img_size=False, strict_num_frames=False)
         t, h, w = self.patch_embed.grid_size
         if self.scheme.even_grid and (t % 2 or h % 2 or w % 2):
             raise ValueError(f"{self.attention_type} attention needs an even token grid (t, h, w); got {(t, h, w)}")
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + h * w, d))
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_drop = nn.Dropout(self.vit_args.drop_rate)
         # Space-only has no temporal embedding (official checkpoints lack the key), frames stay independent.
         self.time_embed = None if self.scheme.frames_as_images else nn.Parameter(torch.zeros(1, t, d))
-        self.time_drop = nn.Dropout(drop_rate)
+        self.time_drop = nn.Dropout(self.vit_args.drop_rate)
         # Token layouts, chosen here so forward never branches on the scheme.
         self._fold = "b t n d -> (b t) n d" if self.scheme.frames_as_images else "b t n d -> b (t n) d"
         self._merge = "(b t) n d -> b n d" if self.scheme.frames_as_images else "b n d -> b n d"

@@ -48,15 +48,15 @@ checkpoint names onto these.
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from video_transformers.layers import PatchEmbed3d, make_act_layer, prepend, run_seq
+from video_transformers.layers import make_act_layer, prepend, run_seq
 from video_transformers.layers.uniblocks import CastLayerNorm, GlobalUniBlock, ImageBlock, LocalUniBlock
-from video_transformers.models.base import VideoTransformer, init_weights
+from video_transformers.models.base import VideoTransformer, ViTArgs, init_weights
 from video_transformers.models.registry import register_model
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's normalisation, pixels in [0, 1]
@@ -105,18 +105,13 @@ class UniFormerV2(VideoTransformer):
             backbone (:data:`BACKBONE_PARTS`) gets ``requires_grad=False``.
     """
 
+    vit_defaults = ViTArgs(head_drop_rate=0.5, act="quick_gelu")
+    vit_omit = ("qkv_bias", "drop_rate", "attn_drop_rate", "norm_eps")  # fixed in CLIP's blocks
+
     def __init__(
         self,
         *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 8,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 768,
         depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
         temporal_downsample: bool = False,
         local_mhra: LocalMode = "none",
         local_reduction: float = 1.5,
@@ -124,40 +119,38 @@ class UniFormerV2(VideoTransformer):
         global_layers: list[int] | None = None,
         global_mlp_ratio: float = 4.0,
         global_mlp_drop: float = 0.5,
-        drop_path_rate: float = 0.0,
         global_drop_path_rate: float = 0.0,
-        head_drop_rate: float = 0.5,
-        act: str = "quick_gelu",
         frozen: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
+        a = self.vit_args
         if local_mhra not in ("none", "single", "double"):
             raise ValueError(f"local_mhra {local_mhra!r}: expected 'none', 'single' or 'double'")
         global_layers = resolve_global_layers(global_layers, depth)
-        if num_frames % (2 if temporal_downsample else 1):
-            raise ValueError(f"num_frames {num_frames} must be even with temporal_downsample")
-        self.embed_dim, self.num_frames, self.img_size = embed_dim, num_frames, img_size
+        if a.num_frames % (2 if temporal_downsample else 1):
+            raise ValueError(f"num_frames {a.num_frames} must be even with temporal_downsample")
         self.mean, self.std = CLIP_MEAN, CLIP_STD
         self.temporal_downsample, self.local_mhra, self.global_layers = temporal_downsample, local_mhra, global_layers
         self.frozen = frozen
-        self._init_embeddings(patch_size, in_chans)
-        act_layer = make_act_layer(act)
+        self._init_embeddings()
+        act_layer = make_act_layer(a.act)
         local = dict(double=local_mhra == "double", reduction=local_reduction, kernel_size=local_kernel)
         block_cls, block_kw = (ImageBlock, {}) if local_mhra == "none" else (LocalUniBlock, local)
         self.blocks = nn.ModuleList(
-            block_cls(embed_dim, num_heads, drop_path=p, mlp_ratio=mlp_ratio, act_layer=act_layer, **block_kw)
-            for p in official_drop_path_rates(drop_path_rate, depth)
+            block_cls(a.embed_dim, a.num_heads, drop_path=p, mlp_ratio=a.mlp_ratio, act_layer=act_layer, **block_kw)
+            for p in official_drop_path_rates(a.drop_path_rate, depth)
         )
-        self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))  # the global query, zero at init
+        self.temporal_cls_token = nn.Parameter(torch.zeros(1, 1, a.embed_dim))  # the global query, zero at init
         global_kw = dict(mlp_ratio=global_mlp_ratio, mlp_drop=global_mlp_drop, act_layer=act_layer)
         self.global_blocks = nn.ModuleList(
-            GlobalUniBlock(embed_dim, num_heads, drop_path=p, **global_kw)
+            GlobalUniBlock(a.embed_dim, a.num_heads, drop_path=p, **global_kw)
             for p in official_drop_path_rates(global_drop_path_rate, len(global_layers))
         )
         # sigmoid(0) = 1/2: query and CLS mean weigh equally; the frozen variant has no mix (official line 239)
-        self.balance = None if frozen else nn.Parameter(torch.zeros(embed_dim))
-        self.fc_norm = nn.LayerNorm(embed_dim)
-        self._init_head(num_classes, head_drop_rate)
+        self.balance = None if frozen else nn.Parameter(torch.zeros(a.embed_dim))
+        self.fc_norm = nn.LayerNorm(a.embed_dim)
+        self._init_head(a.num_classes, a.head_drop_rate)
         self.grad_checkpointing = False
         self._init_weights()
         if frozen:
@@ -170,16 +163,11 @@ class UniFormerV2(VideoTransformer):
             f"spatial MHSA per frame ({local}); global query cross-attends all tokens after blocks {self.global_layers}"
         )
 
-    def _init_embeddings(self, patch_size: int, in_chans: int) -> None:
+    def _init_embeddings(self) -> None:
         """The 3D-conv tokenizer, the per-frame CLS token, the 2D position embedding and ``ln_pre``."""
-        self.patch_embed = PatchEmbed3d(
-            img_size=self.img_size,
-            num_frames=self.num_frames,
-            patch_size=patch_size,
+        self.patch_embed = self.vit_args.patch_embed(
             tubelet_size=2 if self.temporal_downsample else 1,  # official conv1: kernel 3, stride 2, padding 1
             temporal_kernel=3 if self.temporal_downsample else 1,
-            in_chans=in_chans,
-            embed_dim=self.embed_dim,
             bias=False,
             strict_num_frames=False,
         )

@@ -46,7 +46,6 @@ tubelet 16x16x2, 32 frames at 224px, one view): GFLOPs 455.2 / 284.4 / 372.3 / 2
 from __future__ import annotations
 
 import copy
-import inspect
 from functools import partial
 from typing import Any, Literal
 
@@ -59,11 +58,9 @@ from video_transformers.layers import (
     Block,
     DropPath,
     Encoder,
-    PatchEmbed3d,
-    make_act_layer,
     prepend,
 )
-from video_transformers.models.base import AttentionLayout, VideoTransformer, init_weights
+from video_transformers.models.base import AttentionLayout, VideoTransformer, ViTArgs, init_weights
 from video_transformers.models.registry import register_model
 
 VIVIT_MEAN = (0.5, 0.5, 0.5)  # ViViT's released models take pixels in [-1, 1]
@@ -158,58 +155,33 @@ class _ViViT(VideoTransformer):
     """What the four models share: the arguments, tokeniser, block settings, classifier and initialisation.
 
     Subclasses take their own arguments and forward the rest here (their ``__init__`` signature shows all of
-    them, see :func:`_with_shared_args`).
+    them, see :meth:`VideoTransformer.__init_subclass__`).
     """
 
     num_prefix_tokens: int = 0  # CLS tokens before the patch tokens (timm's name)
 
+    vit_defaults = ViTArgs(num_frames=32, act="gelu_tanh")
+
     def __init__(
         self,
         *,
-        num_classes: int = 400,
-        img_size: int = 224,
-        num_frames: int = 32,
-        patch_size: int = 16,
         tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
         drop_path_scale_by_keep: bool = False,
-        head_drop_rate: float = 0.0,
         head_init: HeadInit = "trunc_normal",
-        act: str = "gelu_tanh",
-        norm_eps: float = 1e-6,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if head_init not in ("zeros", "trunc_normal"):
             raise ValueError(f"unknown head_init {head_init!r}; expected 'zeros' (scenic) or 'trunc_normal' (timm)")
-        self.embed_dim, self.num_frames, self.img_size, self.in_chans = embed_dim, num_frames, img_size, in_chans
-        self.num_heads, self.drop_path_rate, self.head_init = num_heads, drop_path_rate, head_init
+        a = self.vit_args
+        self.in_chans, self.num_heads = a.in_chans, a.num_heads
+        self.drop_path_rate, self.head_init = a.drop_path_rate, head_init
         self.mean, self.std = VIVIT_MEAN, VIVIT_STD
-        self.patch_embed = PatchEmbed3d(
-            img_size=img_size,
-            num_frames=num_frames,
-            patch_size=patch_size,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-        )
-        self.pos_drop = nn.Dropout(drop_rate)
-        self._block_kwargs = dict(
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            act_layer=make_act_layer(act),
-            norm_eps=norm_eps,
-            drop_path_layer=partial(DropPath, scale_by_keep=drop_path_scale_by_keep),
-        )
-        self._init_head(num_classes, head_drop_rate)
+        self.patch_embed = a.patch_embed(tubelet_size=tubelet_size)
+        self.pos_drop = nn.Dropout(a.drop_rate)
+        drop_path_layer = partial(DropPath, scale_by_keep=drop_path_scale_by_keep)
+        self._block_kwargs = dict(a.block_kwargs(), drop_path_layer=drop_path_layer)
+        self._init_head(a.num_classes, a.head_drop_rate)
 
     def _stack(self, block_fn: type[nn.Module], depth: int, **block_kwargs: Any) -> Encoder:
         """``depth`` blocks with drop-path rising linearly to ``drop_path_rate`` (model.py:428-430), then a
@@ -259,25 +231,12 @@ class _ViViT(VideoTransformer):
         return {"stem": r"^(?:cls_token|pos_embed|patch_embed)(?:\.|$)", "blocks": r"^encoder\.blocks\.(\d+)\."}
 
 
-def _with_shared_args(cls: type[_ViViT]) -> type[_ViViT]:
-    """Show the arguments that ``cls.__init__`` forwards through ``**kwargs`` to :class:`_ViViT` in its
-    signature, so that ``inspect.signature`` (the registry's argument check, ``vt info``, ``help()``) lists
-    every typed keyword argument of the model while the shared ones are written once."""
-    own = inspect.signature(cls.__init__)
-    shared = inspect.signature(_ViViT.__init__).parameters
-    params = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    params += [p for name, p in shared.items() if name != "self" and name not in own.parameters]
-    cls.__init__.__signature__ = own.replace(parameters=params)
-    return cls
-
-
 def _check_pool(global_pool: str) -> bool:
     if global_pool not in ("token", "avg"):
         raise ValueError(f"unknown global_pool {global_pool!r}; expected 'token' (CLS) or 'avg' (scenic's gap)")
     return global_pool == "token"
 
 
-@_with_shared_args
 class ViViTSpatioTemporal(_ViViT):
     """ViViT Model 1: joint space-time attention over all ``t*n`` tokens plus a CLS token (or, with
     ``global_pool="avg"``, over the patch tokens only, averaged)."""
@@ -306,7 +265,6 @@ class ViViTSpatioTemporal(_ViViT):
         return self.encoder(self._tokens(x, self.cls_token, self.pos_embed))
 
 
-@_with_shared_args
 class ViViTFactorisedEncoder(_ViViT):
     """ViViT Model 2: ``L_s`` spatial blocks per temporal index, then ``L_t`` temporal blocks, each encoder
     with its own CLS token (or, with ``global_pool="avg"``, averaging its tokens instead)."""
@@ -376,7 +334,6 @@ class _ViViTFactorisedBlocks(_ViViT):
         return self.encoder(self._tokens(x, None, self.pos_embed))
 
 
-@_with_shared_args
 class ViViTFactorisedSelfAttention(_ViViTFactorisedBlocks):
     """ViViT Model 3: per block spatial then temporal self-attention (``order="temporal_first"``: the
     reverse, scenic's ``attention_order="time_space"``), then the MLP."""
@@ -388,7 +345,6 @@ class ViViTFactorisedSelfAttention(_ViViTFactorisedBlocks):
         self._build(FactorisedSelfAttentionBlock, depth, order=order)
 
 
-@_with_shared_args
 class ViViTFactorisedDotProduct(_ViViTFactorisedBlocks):
     """ViViT Model 4: half of the heads attend over time, half over space, in every block."""
 

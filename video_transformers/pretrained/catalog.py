@@ -18,7 +18,8 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 CHECKED = "2026-12-03"
 KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)  # PySlowFast defaults (_C.DATA.MEAN/STD)
@@ -108,6 +109,31 @@ class Checkpoint:
         return [s for s in self.sources if s.format is not None and s.status != "gone"]
 
 
+_VIVIT_TOP1 = "scenic/projects/vivit/README.md model zoo (commit 4a38d47), multi-view evaluation"
+_ZOO = "OpenGVLab/UniFormerV2 MODEL_ZOO.md (commit 7c18fd6)"
+# What every row of a family shares: how its inputs are normalised, and where its figures come from.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "timesformer": dict(
+        mean=KINETICS_MEAN,
+        std=KINETICS_STD,
+        normalisation_source="TimeSformer timesformer/config/defaults.py _C.DATA.MEAN/STD (HF: preprocessor_config)",
+    ),
+    "vivit": dict(mean=HALF, std=HALF, top1_source=_VIVIT_TOP1),
+    "uniformerv2": dict(
+        mean=KINETICS_MEAN,
+        std=KINETICS_STD,
+        top1_source=f"{_ZOO}; views = its #Frame column (frames x crops x clips)",
+        normalisation_source="UniFormerV2 slowfast/config/defaults.py _C.DATA.MEAN/STD",
+    ),
+}
+
+
+def _checkpoint(family, name, model, dataset, pretraining, frames, size, top1, views, sources, **fields) -> Checkpoint:
+    """One catalog row: the fields it states, over its family's :data:`FAMILY_DEFAULTS`."""
+    fields = dict(FAMILY_DEFAULTS[family], top1=top1, views=views, sources=tuple(sources), **fields)
+    return Checkpoint(name, family, model, dataset, pretraining, frames, size, **fields)
+
+
 def _tsf(name, dataset, size, frames, tag, url_id, url_file, top1, paper, hf, sha, model, **kw) -> Checkpoint:
     hf_source = Source(
         "hf-folder",
@@ -126,24 +152,21 @@ def _tsf(name, dataset, size, frames, tag, url_id, url_file, top1, paper, hf, sh
         "listed",
         f"{CHECKED}: {TIMESFORMER_README}",
     )
-    return Checkpoint(
-        name=name,
-        family="timesformer",
-        model=model,
-        dataset=dataset,
-        pretraining="ImageNet-21K ViT-B/16",
-        num_frames=frames,
-        img_size=size,
-        mean=KINETICS_MEAN,
-        std=KINETICS_STD,
-        top1=top1,
-        views="1x3",
+    return _checkpoint(
+        "timesformer",
+        name,
+        model,
+        dataset,
+        "ImageNet-21K ViT-B/16",
+        frames,
+        size,
+        top1,
+        "1x3",
+        (official, hf_source),
         top1_source=f"TimeSformer README model zoo ({tag}); views: configs/{kw.pop('cfg')} TEST.NUM_SPATIAL_CROPS 3, "
         "NUM_ENSEMBLE_VIEWS 1",
         paper_top1=paper,
         paper_source="Bertasius et al. 2021, Table 5 (K400, 1 clip x 3 crops)" if paper else None,
-        normalisation_source="TimeSformer timesformer/config/defaults.py _C.DATA.MEAN/STD (HF: preprocessor_config)",
-        sources=(official, hf_source),
         **kw,
     )
 
@@ -219,32 +242,23 @@ def _scenic(path: str) -> Source:
     )
 
 
-_VIVIT_TOP1 = "scenic/projects/vivit/README.md model zoo (commit 4a38d47), multi-view evaluation"
 _HF_VIVIT_SHA = (
     "LFS pointer of pytorch_model.bin at commit 990d41c (file last changed by 800b669 'Fix model head weights')"
 )
 _VIVIT_B_FE, _VIVIT_L_FE = "vivit_base_factorised_encoder_16x2", "vivit_large_factorised_encoder_16x2"
 _L_NOTE = "ViViT-L: width 1024, 24 spatial and 24 temporal layers (scenic's Kinetics config)"
 VIVIT = [
-    Checkpoint(
-        name="vivit_b16x2_k400",
-        family="vivit",
-        model="vivit_base_spatio_temporal_16x2",
-        dataset="Kinetics-400",
-        pretraining="ImageNet-21K ViT-B/16",
-        num_frames=32,
-        img_size=224,
-        mean=HALF,
-        std=HALF,
-        top1=79.9,
-        views="4x3",
-        top1_source=_VIVIT_TOP1,
-        normalisation_source="HF preprocessor_config.json (rescale to [-1, 1]); scenic's inputs are the same",
-        note="the HF weights are transformers' conversion of the scenic checkpoint "
-        "(convert_vivit_flax_to_pytorch.py downloads vivit_base_16x2_unfactorized); google/vivit-b-16x2 main "
-        "holds the same file (same LFS sha256); the scenic file alone does not say it is Model 1: read it with "
-        'from_pretrained(name, attention_type="spacetime")',
-        sources=(
+    _checkpoint(
+        "vivit",
+        "vivit_b16x2_k400",
+        "vivit_base_spatio_temporal_16x2",
+        "Kinetics-400",
+        "ImageNet-21K ViT-B/16",
+        32,
+        224,
+        79.9,
+        "4x3",
+        (
             Source(
                 "hf-folder",
                 "google/vivit-b-16x2-kinetics400",
@@ -257,34 +271,23 @@ VIVIT = [
             ),
             _scenic("kinetics_400/vivit_base_16x2_unfactorized"),
         ),
+        normalisation_source="HF preprocessor_config.json (rescale to [-1, 1]); scenic's inputs are the same",
+        note="the HF weights are transformers' conversion of the scenic checkpoint "
+        "(convert_vivit_flax_to_pytorch.py downloads vivit_base_16x2_unfactorized); google/vivit-b-16x2 main "
+        "holds the same file (same LFS sha256); the scenic file alone does not say it is Model 1: read it with "
+        'from_pretrained(name, attention_type="spacetime")',
     ),
     *[
-        Checkpoint(
-            name=name,
-            family="vivit",
-            model=model,
-            dataset=dataset,
-            pretraining="ImageNet-21K ViT",
-            num_frames=32,
-            img_size=224,
-            mean=HALF,
-            std=HALF,
-            top1=top1,
-            views="4x3",
-            top1_source=_VIVIT_TOP1,
-            normalisation_source="scenic: pixels in [-1, 1]",
-            note=note,
-            sources=(_scenic(path),),
-        )
+        _checkpoint("vivit", name, model, dataset, "ImageNet-21K ViT", 32, 224, top1, "4x3", [_scenic(path)],
+                    normalisation_source="scenic: pixels in [-1, 1]", note=note)
         for name, model, dataset, top1, path, note in [
             ("vivit_b16x2_fe_k400", _VIVIT_B_FE, "Kinetics-400", 78.4, "kinetics_400/vivit_base_16x2_fe", ""),
             ("vivit_l16x2_fe_k400", _VIVIT_L_FE, "Kinetics-400", 80.3, "kinetics_400/vivit_large_16x2_fe", _L_NOTE),
             ("vivit_l16x2_fe_k600", _VIVIT_L_FE, "Kinetics-600", 81.6, "kinetics_600/vivit_large_16x2_fe", _L_NOTE),
         ]
     ],
-]
+]  # fmt: skip
 
-_ZOO = "OpenGVLab/UniFormerV2 MODEL_ZOO.md (commit 7c18fd6)"
 _ALIYUN = "https://pjlab-gvm-data.oss-cn-shanghai.aliyuncs.com/uniformerv2/"
 _MMACTION = "https://download.openmmlab.com/mmaction/v1.0/recognition/uniformerv2/"
 _ANDY = "Andy1621/uniformerv2"  # the first author's hub account; the official README links its demo space
@@ -322,25 +325,7 @@ def _andy(file: str, sha: str, size: int, commit: str) -> Source:
     )
 
 
-def _uv2(name, model, dataset, pretraining, frames, size, top1, views, sources, note="") -> Checkpoint:
-    return Checkpoint(
-        name=name,
-        family="uniformerv2",
-        model=model,
-        dataset=dataset,
-        pretraining=pretraining,
-        num_frames=frames,
-        img_size=size,
-        mean=KINETICS_MEAN,
-        std=KINETICS_STD,
-        top1=top1,
-        views=views,
-        top1_source=f"{_ZOO}; views = its #Frame column (frames x crops x clips)",
-        normalisation_source="UniFormerV2 slowfast/config/defaults.py _C.DATA.MEAN/STD",
-        note=note,
-        sources=tuple(sources),
-    )
-
+_uv2 = partial(_checkpoint, "uniformerv2")
 
 _B16, _L14, _L336 = "uniformerv2_b16_8x224", "uniformerv2_l14_8x224", "uniformerv2_l14_32x336"
 _B16_SSV2 = "uniformerv2_b16_ssv2_16x224"  # local MHRA, temporal down-sampling, 8 global blocks

@@ -63,6 +63,12 @@ ATTENTION_ORDERS = {"time_space": "temporal_first", "space_time": "spatial_first
 SCENIC_CROP_SIZE = (
     224  # dataset_configs.get("crop_size", 224), scenic/projects/vivit/data/video_tfrecord_dataset.py:400
 )
+# What every scenic ViViT is, whatever its checkpoint holds: flax layers' choices, not stored in the tree
+FLAX = dict(
+    qkv_bias=True,  # flax MultiHeadDotProductAttention's use_bias default
+    act="gelu_tanh",  # flax nn.gelu, approximate=True (model.py:255, 335)
+    norm_eps=1e-6,  # flax LayerNorm's default epsilon
+)
 _PARAM_KEYS = {
     "Transformer",
     "SpatialTransformer",
@@ -279,14 +285,7 @@ def infer_architecture(
     num_classes = _shape(params, "output_projection", "kernel")[1]
     token = any(k in params for k in ("cls", "cls_SpatialTransformer"))
     kwargs: dict[str, Any] = dict(
-        num_classes=num_classes,
-        patch_size=ph,
-        tubelet_size=tubelet,
-        in_chans=in_chans,
-        embed_dim=width,
-        qkv_bias=True,
-        act="gelu_tanh",  # flax nn.gelu, approximate=True (model.py:255, 335)
-        norm_eps=1e-6,  # flax LayerNorm's default epsilon
+        num_classes=num_classes, patch_size=ph, tubelet_size=tubelet, in_chans=in_chans, embed_dim=width, **FLAX
     )
     given = {k: v for k, v in (("num_frames", num_frames), ("img_size", img_size)) if v is not None}
     if attention_type == "factorized_encoder":

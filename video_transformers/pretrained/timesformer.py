@@ -58,6 +58,7 @@ from video_transformers.pretrained.common import (
     register_format,
 )
 from video_transformers.pretrained.hf_config import VIT_FIELDS, vit_kwargs
+from video_transformers.pretrained.hf_keys import LAYER, rename, vit_renames
 from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
@@ -274,23 +275,14 @@ def _is_official(path: Path) -> bool:
 
 
 # -- Hugging Face transformers --------------------------------------------------------------------------
-_HF_RENAMES = [  # (regex on the HF key, our key), first match wins
-    (r"^timesformer\.embeddings\.cls_token$", "cls_token"),
-    (r"^timesformer\.embeddings\.position_embeddings$", "pos_embed"),
-    (r"^timesformer\.embeddings\.time_embeddings$", "time_embed"),
-    (r"^timesformer\.embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.attention\.attention\.qkv\.", r"blocks.\1.attn.qkv."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.temporal_attention\.attention\.qkv\.", r"blocks.\1.temporal_attn.qkv."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.temporal_attention\.output\.dense\.", r"blocks.\1.temporal_attn.proj."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.temporal_layernorm\.", r"blocks.\1.temporal_norm1."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.temporal_dense\.", r"blocks.\1.temporal_fc."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
-    (r"^timesformer\.encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
-    (r"^timesformer\.layernorm\.", "norm."),
-    (r"^classifier\.", "head."),
+_HF_RENAMES = [  # TimeSformer's own rows (temporal attention, its fused qkv), then the shared ViT rows
+    (r"^embeddings\.time_embeddings$", "time_embed"),
+    (LAYER + r"attention\.attention\.qkv\.", r"blocks.\1.attn.qkv."),
+    (LAYER + r"temporal_attention\.attention\.qkv\.", r"blocks.\1.temporal_attn.qkv."),
+    (LAYER + r"temporal_attention\.output\.dense\.", r"blocks.\1.temporal_attn.proj."),
+    (LAYER + r"temporal_layernorm\.", r"blocks.\1.temporal_norm1."),
+    (LAYER + r"temporal_dense\.", r"blocks.\1.temporal_fc."),
+    *vit_renames(blocks=r"blocks.\1.", norm="norm."),
 ]
 # TimesformerConfig fields -> TimeSformer arguments (transformers models/timesformer/configuration_timesformer.py)
 _HF_FIELDS = {
@@ -317,14 +309,10 @@ def convert_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``TimesformerForVideoClassification`` (or ``TimesformerModel``) keys -> ours; unknown keys raise."""
     out = {}
     for key, value in state_dict.items():
-        k = key if key.startswith(("timesformer.", "classifier.")) else f"timesformer.{key}"
-        for pattern, repl in _HF_RENAMES:
-            new, n = re.subn(pattern, repl, k)
-            if n:
-                out[new] = value
-                break
-        else:
+        new = rename(key.removeprefix("timesformer."), _HF_RENAMES)
+        if new is None:
             raise PretrainedError(f"Hugging Face TimeSformer key {key!r} has no counterpart in our model")
+        out[new] = value
     return out
 
 

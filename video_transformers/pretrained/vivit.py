@@ -64,6 +64,7 @@ from video_transformers.pretrained.common import (
     register_format,
 )
 from video_transformers.pretrained.hf_config import VIT_FIELDS, vit_kwargs
+from video_transformers.pretrained.hf_keys import LAYER, rename, vit_renames
 from video_transformers.pretrained.image_init import register_image_init
 
 log = logging.getLogger(__name__)
@@ -275,29 +276,19 @@ def load_image_weights(
 
 
 # -- Hugging Face VivitForVideoClassification -> Model 1 ----------------------------------------------
-# transformers < 5 names (also the layout of the checkpoints on the hub) -> transformers >= 5 names; the
-# same renames as transformers' own conversion mapping for ViT-style models, applied in this order.
-_HF_OLD_TO_NEW = [
-    (r"encoder\.layer\.", "layers."),
-    (r"attention\.attention\.query", "attention.q_proj"),
-    (r"attention\.attention\.key", "attention.k_proj"),
-    (r"attention\.attention\.value", "attention.v_proj"),
-    (r"attention\.output\.dense", "attention.o_proj"),
-    (r"intermediate\.dense", "mlp.fc1"),
-    (r"\.output\.dense", ".mlp.fc2"),
+# transformers >= 5 names -> < 5 names (the layout of the checkpoints on the hub, which hf_keys reads): the
+# reverse of transformers' own conversion mapping for ViT-style models; no row matches a < 5 name.
+_HF_NEW_TO_OLD = [
+    (r"^layers\.", "encoder.layer."),
+    (r"\.attention\.q_proj\.", ".attention.attention.query."),
+    (r"\.attention\.k_proj\.", ".attention.attention.key."),
+    (r"\.attention\.v_proj\.", ".attention.attention.value."),
+    (r"\.attention\.o_proj\.", ".attention.output.dense."),
+    (r"\.mlp\.fc1\.", ".intermediate.dense."),
+    (r"\.mlp\.fc2\.", ".output.dense."),
 ]
-_HF_TO_OURS = [
-    (r"^embeddings\.cls_token$", "cls_token"),
-    (r"^embeddings\.position_embeddings$", "pos_embed"),
-    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    (r"^layers\.(\d+)\.layernorm_before\.", r"encoder.blocks.\1.norm1."),
-    (r"^layers\.(\d+)\.layernorm_after\.", r"encoder.blocks.\1.norm2."),
-    (r"^layers\.(\d+)\.attention\.o_proj\.", r"encoder.blocks.\1.attn.proj."),
-    (r"^layers\.(\d+)\.mlp\.(fc[12])\.", r"encoder.blocks.\1.mlp.\2."),
-    (r"^layernorm\.", "encoder.norm."),
-    (r"^classifier\.", "head."),
-]
-_HF_QKV = re.compile(r"^layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)$")
+_HF_TO_OURS = vit_renames(blocks=r"encoder.blocks.\1.", norm="encoder.norm.")
+_HF_QKV = re.compile(LAYER + r"attention\.attention\.(query|key|value)\.(weight|bias)$")
 # VivitConfig's defaults (transformers models/vivit/configuration_vivit.py), except the class count: 400
 _HF_DEFAULTS = dict(
     tubelet_size=[2, 16, 16],
@@ -331,19 +322,15 @@ def convert_hf_vivit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
         k = key.removeprefix("vivit.")
-        for pattern, new in _HF_OLD_TO_NEW:
-            k = re.sub(pattern, new, k)
+        for pattern, was in _HF_NEW_TO_OLD:
+            k = re.sub(pattern, was, k)
         if k.startswith("pooler."):
             log.info("%s: VivitModel's pooler is not used by the classifier; dropped", key)
             continue
         if m := _HF_QKV.match(k):
-            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)[0]] = value  # query -> q, ...
             continue
-        for pattern, new in _HF_TO_OURS:
-            k, n = re.subn(pattern, new, k)
-            if n:
-                break
-        out[k] = value  # a key no rule renamed stays as is: load_checked reports it as unexpected
+        out[rename(k, _HF_TO_OURS) or k] = value  # a key no row renames stays: load_checked reports it
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
             raise PretrainedError(f"layer {layer}: attention {kind} has only {sorted(parts)} of q, k, v projections")
