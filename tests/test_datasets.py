@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -17,6 +18,7 @@ import yaml
 from tests.conftest import REPO
 from video_transformers.data import VideoDataError, VideoDataModule
 from video_transformers.data.datamodule import SkippedVideoReport
+from video_transformers.data.formats import DATASETS
 
 CODECS = {".mp4": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4", ".mkv": "libx264"}
 
@@ -241,18 +243,67 @@ def test_hmdb51_markers(tmp_path):
         _dm(root, "hmdb51").checked_split("train")
 
 
-# -- folders, embedded, configs ---------------------------------------------------------------------------
-def test_folder_layout(tmp_path):
-    root = tmp_path / "folders"
+# -- folders, annotation files, embedded, configs ----------------------------------------------------------
+def make_folder(root: Path) -> Path:
     for split in ("train", "val"):
         for c, cls in enumerate(("cats", "dogs")):
             write_video(root / split / cls / f"{cls}_{split}.mp4", seed=c)
+    return root
+
+
+def test_folder_layout(tmp_path):
+    root = make_folder(tmp_path / "folders")
     write_video(root / "val" / "birds" / "b.mp4")
     dm = _dm(root, "folder", on_bad_video="skip")
     assert dm.class_names == ["cats", "dogs"]
     _batch_ok(dm)
     with pytest.raises(VideoDataError, match=r"b.mp4: class folder 'birds' is not among the 2 classes"):
         _dm(root, "folder").checked_split("val")
+
+
+def make_csv(root: Path) -> Path:
+    write_video(root / "videos" / "a0.mp4")
+    write_video(root / "videos" / "b0.mp4", seed=1)
+    (root / "classes.txt").write_text("a\nb\n")
+    (root / "train.csv").write_text("path,label\nvideos/a0.mp4,a\nvideos/b0.mp4,1\n")
+    return root
+
+
+def make_list(root: Path) -> Path:
+    write_video(root / "videos" / "a0.mp4")
+    write_video(root / "videos" / "b0.mp4", seed=1)
+    (root / "classes.txt").write_text("a\nb\n")
+    (root / "train.txt").write_text("videos/a0.mp4 a\nvideos/b0.mp4 1\n")
+    return root
+
+
+def test_csv_and_list_layouts(tmp_path):
+    for name, maker in (("csv", make_csv), ("list", make_list)):
+        dm = _dm(maker(tmp_path / name), name)
+        assert dm.class_names == ["a", "b"]
+        assert [r.label for r in dm.checked_split("train")[0]] == [0, 1]
+
+
+# A fake copy with a train split for every registered layout but ``embedded`` (which writes its own): the fuzz
+# tests (tests/test_fuzz.py) read these and mangle their annotation files. A new layout adds its maker here.
+FAKE_COPIES: dict[str, Callable[[Path], Path]] = {
+    "csv": make_csv,
+    "list": make_list,
+    "folder": make_folder,
+    "kinetics400": make_kinetics,
+    "kinetics600": make_kinetics,
+    "kinetics700": make_kinetics,
+    "ssv2": make_ssv2,
+    "ucf101": make_ucf101,
+    "hmdb51": make_hmdb51,
+}
+
+
+def test_every_registered_layout_has_a_fake_copy_and_reads_it(tmp_path):
+    assert sorted(FAKE_COPIES) == sorted(set(DATASETS) - {"embedded"}), "add the new layout's maker to FAKE_COPIES"
+    for name, maker in FAKE_COPIES.items():
+        dm = _dm(maker(tmp_path / name), name)
+        assert dm.checked_split("train")[0], name
 
 
 def test_runtime_decode_failure_is_substituted_and_reported(embedded_root, tmp_path, caplog):
@@ -313,11 +364,14 @@ def test_data_configs_exist_and_name_known_options():
 
     params = set(inspect.signature(VideoDataModule.__init__).parameters)
     names = {p.stem for p in DATA_CONFIGS}
-    assert {"kinetics400", "kinetics600", "kinetics700", "ssv2", "ucf101", "hmdb51", "folder", "csv"} <= names
+    # every registered layout has configs/data/<layout>.yaml, but the embedded default and csv's twin ``list``
+    assert set(DATASETS) - {"embedded", "list"} <= names, sorted(set(DATASETS) - {"embedded", "list"} - names)
     assert {"none", "timesformer", "vivit", "uniformerv2"} <= {p.stem for p in RECIPES}
     for path in DATA_CONFIGS + RECIPES:
         cfg = yaml.safe_load(path.read_text())
         assert set(cfg) == {"data"} and set(cfg["data"]) <= params, path.name
+        if path in DATA_CONFIGS:
+            assert cfg["data"]["dataset"] == path.stem, path.name
 
 
 @pytest.mark.parametrize(

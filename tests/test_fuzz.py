@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_datasets import make_hmdb51, make_kinetics, make_ssv2, make_ucf101, write_video
+from tests.test_datasets import CODECS, FAKE_COPIES, write_video
 from video_transformers.data import VideoDataError, VideoDataModule
 from video_transformers.data.annotations import Annotations, VideoRecord, keep_within_root
 from video_transformers.data.dataset import ClipSource
@@ -141,33 +141,26 @@ def test_cache_keeps_videos_under_the_budget_only(seed_videos, tmp_path, monkeyp
 
 
 # -- annotation files -------------------------------------------------------------------------------------
-LAYOUTS = {  # name -> (maker, split read, annotation files a user could hand us)
-    "csv": (None, "train", ["train.csv", "classes.txt"]),
-    "list": (None, "train", ["train.txt", "classes.txt"]),
-    "kinetics400": (make_kinetics, "train", ["annotations/train.csv"]),
-    "ssv2": (make_ssv2, "train", ["train.json", "labels.json"]),
-    "ucf101": (make_ucf101, "train", ["ucfTrainTestlist/trainlist01.txt", "ucfTrainTestlist/classInd.txt"]),
-    "hmdb51": (make_hmdb51, "train", ["testTrainMulti_7030_splits/brush_hair_test_split1.txt"]),
-}
+VIDEO_SUFFIXES = set(CODECS)
 
 
-def _make_generic(root: Path, kind: str) -> Path:
-    write_video(root / "videos" / "a0.mp4")
-    write_video(root / "videos" / "b0.mp4", seed=1)
-    (root / "classes.txt").write_text("a\nb\n")
-    if kind == "csv":
-        (root / "train.csv").write_text("path,label\nvideos/a0.mp4,a\nvideos/b0.mp4,1\n")
-    else:
-        (root / "train.txt").write_text("videos/a0.mp4 a\nvideos/b0.mp4 1\n")
-    return root
+def _annotation_files(root: Path) -> list[str]:
+    """The files of a fake copy a user could hand us other than videos: what the layout's reader parses."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix not in VIDEO_SUFFIXES)
 
 
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory) -> dict[str, Path]:
-    out = {}
-    for name, (maker, _, _) in LAYOUTS.items():
-        root = tmp_path_factory.mktemp(name)
-        out[name] = maker(root) if maker else _make_generic(root, name)
+    """A fake copy per registered layout (tests/test_datasets.py's ``FAKE_COPIES``) that has annotation files;
+    names sharing a fake copy (kinetics400/600/700: one reader) are fuzzed once, as the first of them."""
+    out: dict[str, Path] = {}
+    made = set()
+    for name, maker in sorted(FAKE_COPIES.items()):
+        if maker not in made:
+            made.add(maker)
+            root = maker(tmp_path_factory.mktemp(name))
+            if _annotation_files(root):
+                out[name] = root
     return out
 
 
@@ -196,11 +189,11 @@ def fuzz_text(data: st.DataObject, original: bytes) -> bytes:
 @FUZZ
 @given(data=st.data())
 def test_malformed_annotation_files_end_in_records_or_our_error(layouts, tmp_path_factory, data):
-    name = data.draw(st.sampled_from(sorted(LAYOUTS)), label="layout")
-    _, split, files = LAYOUTS[name]
+    name = data.draw(st.sampled_from(sorted(layouts)), label="layout")
+    split = "train"
     root = tmp_path_factory.mktemp("ann") / name
     shutil.copytree(layouts[name], root)
-    target = root / data.draw(st.sampled_from(files), label="file")
+    target = root / data.draw(st.sampled_from(_annotation_files(root)), label="file")
     target.write_bytes(fuzz_text(data, target.read_bytes()))
     fmt = get_format(name, split_id=1)
     try:

@@ -37,7 +37,7 @@ from video_transformers.data.workers import WorkerInit
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
-Dataset = Literal[DATASETS]  # the layouts of data/formats.py's table
+Dataset = Literal[DATASETS]  # the layouts declared by the modules of data/layouts/
 
 
 KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)  # data.mean/std without a model
@@ -47,10 +47,10 @@ class VideoDataModule(L.LightningDataModule):
     """Clips from a video dataset; see docs/datasets.md for the layouts and recipes.
 
     Args:
-        dataset: the layout at ``root``: ``embedded`` builds the synthetic default dataset on first use (at
-            ``root``, else ``$VT_DATA_DIR``, else ``~/.cache/video_transformers``); ``csv`` (``path,label`` +
-            classes.txt), ``list`` (``path label``), ``folder`` (a folder per class), ``kinetics400/600/700``,
-            ``ssv2``, ``ucf101``, ``hmdb51``.
+        dataset: the layout at ``root``, one of those declared in ``data/layouts/`` (docs/datasets.md), e.g.
+            ``embedded`` builds the synthetic default dataset on first use (at ``root``, else ``$VT_DATA_DIR``,
+            else ``~/.cache/video_transformers``); ``csv`` (``path,label`` + classes.txt), ``folder`` (a folder
+            per class), ``kinetics400``, ``ssv2``, ``ucf101``, ``hmdb51``.
         split_id: the official split (1-3) of UCF101 and HMDB51.
         val_split / test_split: the annotation split the validation / test loaders read (``val`` for Kinetics and
             SSv2 tests, whose test labels are withheld; ``test`` for validation on UCF101 / HMDB51).

@@ -15,6 +15,7 @@ absent but a same-named ``.mp4`` exists (after ``vt data resize``), that is used
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from video_transformers.data.annotations import (
@@ -26,6 +27,7 @@ from video_transformers.data.annotations import (
     require_file,
 )
 from video_transformers.data.errors import VideoDataError
+from video_transformers.data.layouts import Format
 
 LISTS = "ucfTrainTestlist"
 VIDEO_DIRS = ("UCF-101", "videos")
@@ -87,3 +89,8 @@ def read_split(root: Path, split: str, names: list[str], split_id: int = 1) -> A
             continue
         out.records.append(VideoRecord(_video(root, rel), index[folder], where, Path(rel).stem))
     return out.raise_if_empty(path)
+
+
+LAYOUTS = {
+    "ucf101": lambda split_id: Format(class_names, partial(read_split, split_id=split_id), num_classes=101),
+}

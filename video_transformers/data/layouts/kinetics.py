@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from video_transformers.data.annotations import (
@@ -35,6 +37,7 @@ from video_transformers.data.annotations import (
     read_list,
 )
 from video_transformers.data.errors import VideoDataError
+from video_transformers.data.layouts import Format
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +130,10 @@ def read_split(root: Path, split: str, names: list[str]) -> Annotations:
             )
             out.records.append(VideoRecord(_find(root, dirs, label, vid), index[label], where, vid))
     return out.raise_if_empty(path)
+
+
+def _kinetics(variant: int) -> Callable[[int], Format]:
+    return lambda split_id: Format(partial(class_names, variant=variant), read_split, num_classes=variant)
+
+
+LAYOUTS = {"kinetics400": _kinetics(400), "kinetics600": _kinetics(600), "kinetics700": _kinetics(700)}

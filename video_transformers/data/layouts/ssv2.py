@@ -22,6 +22,7 @@ from pathlib import Path
 
 from video_transformers.data.annotations import Annotations, VideoRecord, class_index, read_text
 from video_transformers.data.errors import VideoDataError
+from video_transformers.data.layouts import Format
 
 SPLIT_FILES = {"train": "train.json", "val": "validation.json", "test": "test.json"}
 VIDEO_DIRS = ("20bn-something-something-v2", "videos", ".")
@@ -88,3 +89,6 @@ def read_split(root: Path, split: str, names: list[str]) -> Annotations:
         video = next((p for p in candidates if p.is_file()), candidates[0])
         out.records.append(VideoRecord(video, index[label], f"{where} (id {vid})", vid))
     return out.raise_if_empty(path)
+
+
+LAYOUTS = {"ssv2": lambda split_id: Format(class_names, read_split, num_classes=174)}

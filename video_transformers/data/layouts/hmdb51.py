@@ -14,10 +14,12 @@ When a listed ``.avi`` is absent but a same-named ``.mp4`` exists (after ``vt da
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 from video_transformers.data.annotations import Annotations, VideoRecord, numbered_lines
 from video_transformers.data.errors import VideoDataError
+from video_transformers.data.layouts import Format
 
 SPLITS = "testTrainMulti_7030_splits"
 VIDEO_DIRS = ("hmdb51_org", "videos")
@@ -72,3 +74,10 @@ def read_split(root: Path, split: str, names: list[str], split_id: int = 1) -> A
                 video = video.with_suffix(".mp4")
             out.records.append(VideoRecord(video, label, where, Path(parts[0]).stem))
     return out.raise_if_empty(root / SPLITS / f"*_test_split{split_id}.txt ({split})")
+
+
+def _hmdb51(split_id: int) -> Format:
+    return Format(partial(class_names, split_id=split_id), partial(read_split, split_id=split_id), num_classes=51)
+
+
+LAYOUTS = {"hmdb51": _hmdb51}

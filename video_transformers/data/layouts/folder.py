@@ -17,6 +17,7 @@ from pathlib import Path
 
 from video_transformers.data.annotations import Annotations, VideoRecord, class_index, read_class_names
 from video_transformers.data.errors import VideoDataError
+from video_transformers.data.layouts import Format
 
 EXTENSIONS = {".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v"}
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
@@ -60,3 +61,6 @@ def read_split(root: Path, split: str, names: list[str]) -> Annotations:
             continue
         out.records.extend(VideoRecord(v, index[folder.name], str(v), str(v.relative_to(root))) for v in videos)
     return out.raise_if_empty(base)
+
+
+LAYOUTS = {"folder": lambda split_id: Format(class_names, read_split)}
