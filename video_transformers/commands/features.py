@@ -163,6 +163,43 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
 
+def _settings(
+    args: argparse.Namespace,
+    lm: LoadedModel,
+    layer: Any,  # noqa: ANN401 (inference.features.Layer)
+    views: tuple[int, int],
+    batch_size: int,
+    trainer_args: dict[str, Any],
+) -> dict[str, Any]:
+    """What the shards were made with; a resumed run must match it (lit/shards.py)."""
+    source = Path(args.ckpt_path)
+    return {
+        "checkpoint": str(source.resolve()) if source.exists() else str(args.ckpt_path),
+        "checkpoint_sha256": file_sha256(source) if source.is_file() else None,
+        "model": getattr(lm.model, "model_name", "") or type(lm.model).__name__,
+        "layer": layer.name,
+        "token": layer.token,
+        "pool": args.pool,
+        "views": f"{views[0]}x{views[1]}",
+        "batch_size": batch_size,
+        "format": args.format,
+        "precision": str(trainer_args.get("precision", "32-true")),
+    }
+
+
+def _print_summary(args: argparse.Namespace, plan: Any, layer: Any, data: FeatureData) -> None:  # noqa: ANN401
+    rows = plan.num_videos * (1 if args.pool != "none" else plan.views)
+    views = f"{plan.views} view{'s' * (plan.views > 1)}"
+    per_video = f"{args.pool} of {views}" if args.pool != "none" else views
+    print(
+        f"wrote {rows:,} embeddings ({plan.num_videos:,} videos x {per_video}; {layer.describe()}) in "
+        f"{plan.num_shards} shard{'s' * (plan.num_shards > 1)} to {args.out}/ ({len(data.done)} already done);"
+        f" index: {args.out / INDEX}"
+    )
+    if data.data.left_out:
+        print(f"{len(data.data.left_out)} listed videos were left out (see the warnings above)")
+
+
 def run(args: argparse.Namespace, rest: list[str]) -> int:
     config = parse_config(rest)
     lm: LoadedModel = load_model(
@@ -186,19 +223,7 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
     trainer_args = {k: config.trainer[k] for k in TRAINER_KEYS if config.trainer.get(k) is not None}
     if not isinstance(trainer_args.get("strategy", "auto"), str):
         raise ValueError("--trainer.strategy: vt features takes a strategy by name (auto, ddp, ...)")
-    source = Path(args.ckpt_path)
-    settings = {
-        "checkpoint": str(source.resolve()) if source.exists() else str(args.ckpt_path),
-        "checkpoint_sha256": file_sha256(source) if source.is_file() else None,
-        "model": getattr(lm.model, "model_name", "") or type(lm.model).__name__,
-        "layer": layer.name,
-        "token": layer.token,
-        "pool": args.pool,
-        "views": f"{views[0]}x{views[1]}",
-        "batch_size": batch_size,
-        "format": args.format,
-        "precision": str(trainer_args.get("precision", "32-true")),
-    }
+    settings = _settings(args, lm, layer, views, batch_size, trainer_args)
     writer = FeatureWriter(pool=args.pool, fmt=args.format)
     data = FeatureData(
         make,
@@ -227,16 +252,7 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
     if len(done) < plan.num_shards:  # another rank is still writing; the last one to finish writes the index
         return 0
     merge_index(args.out, plan)
-    rows = plan.num_videos * (1 if args.pool != "none" else plan.views)
-    views = f"{plan.views} view{'s' * (plan.views > 1)}"
-    per_video = f"{args.pool} of {views}" if args.pool != "none" else views
-    print(
-        f"wrote {rows:,} embeddings ({plan.num_videos:,} videos x {per_video}; {layer.describe()}) in "
-        f"{plan.num_shards} shard{'s' * (plan.num_shards > 1)} to {args.out}/ ({len(data.done)} already done);"
-        f" index: {args.out / INDEX}"
-    )
-    if data.data.left_out:
-        print(f"{len(data.data.left_out)} listed videos were left out (see the warnings above)")
+    _print_summary(args, plan, layer, data)
     return 0
 
 
