@@ -30,6 +30,8 @@ def records(path: Path) -> list[Any]:
             pos += left
             continue
         _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        if pos + HEADER + length > len(data):  # a chunk the writer has not finished
+            break
         if kind == 0:  # zero padding up to the block's end
             pos += left
             continue
@@ -50,7 +52,14 @@ def summary(run_dir: Path, wait_for: str | None = None, timeout: float = 30.0) -
     deadline = time.monotonic() + timeout
     while True:
         out: dict[str, Any] = {}
-        for record in records(log):
+        try:
+            logged = records(log)
+        except Exception:  # noqa: BLE001 (protobuf's DecodeError: the service is mid-write; read again)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        for record in logged:
             if record.WhichOneof("record_type") == "summary":
                 for item in record.summary.update:
                     if item.key:
