@@ -43,6 +43,11 @@ COLUMNS = [
 ]
 
 
+def run_label(index: int, params: dict[str, Any]) -> str:
+    """A run's folder name in the sweep's output, ``NN_values``; the pending rows of the table use it too."""
+    return f"{index:02d}_{_label(params)}"
+
+
 def _label(params: dict[str, Any]) -> str:
     parts = []
     for v in params.values():
@@ -96,7 +101,7 @@ class Progress:
 
     def __init__(self, plan: list[dict], params: list[str], out: Path, name: str, method: str) -> None:
         self.rows: list[dict[str, Any]] = [
-            {"run": f"{i:02d}_{_label(p)}", **p, "status": "pending"} for i, p in enumerate(plan)
+            {"run": run_label(i, p), **p, "status": "pending"} for i, p in enumerate(plan)
         ]
         self.params, self.out, self.name, self.method = params, out, name, method
         self.done, self.start, self.lock = 0, time.monotonic(), threading.Lock()
@@ -136,7 +141,7 @@ def run_one(
     """Fit, then test the best checkpoint; the row is also saved as ``row.json`` in the run's folder. With
     ``resume``, a run whose row says ok is read back, and a finished fit (``fit.json``) is only tested."""
     name = config.get("name", "sweep")
-    label = f"{index:02d}_{_label(params)}"
+    label = run_label(index, params)
     run_dir = out / label
     fit = expand_command(config, params) + overrides
     if "fit" not in fit:
